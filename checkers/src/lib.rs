@@ -1,0 +1,8 @@
+//! Consistency checkers: pure functions from a [`histories::History`] to a [`Verdict`].
+//!
+//! Checkers do no I/O, spawn nothing and read no clock; a caller that wants a time budget
+//! passes a cancellation flag that it sets from outside.
+
+mod verdict;
+
+pub use verdict::{Validity, Verdict};

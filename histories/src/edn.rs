@@ -1,0 +1,1 @@
+//! Jepsen / Knossos / Elle EDN histories. (Filled in below.)
