@@ -1,1 +1,8 @@
-//! Targets.
+//! The systems splitbrain tests: the [`Db`] / [`Client`] protocols with their optional
+//! capabilities, the `refnode` reference node, and its cluster driver.
+
+pub mod db;
+pub mod process;
+pub mod refnode;
+
+pub use db::{Client, Completion, Db, Invocation, Kill, NodeId, Pause, Primary, ReadRouting};

@@ -1,1 +1,7 @@
-fn main() {}
+//! The reference replicated key-value node; see `targets::refnode::server`.
+
+fn main() {
+    std::process::exit(targets::refnode::server::main_with_args(
+        std::env::args_os().collect(),
+    ));
+}

@@ -1,0 +1,469 @@
+//! Connects a [`Node`] to the world: one TCP port for clients and peers, one outbound link to
+//! every peer, the data directory and a clock.
+//!
+//! All events (client requests, peer messages, link changes, ticks) go through one bounded
+//! queue into a single core task that owns the node and its storage, so the node's handlers
+//! run one at a time in arrival order. The core drains whatever is queued before it acts,
+//! which turns a burst of concurrent writes into one log append and one fsync (group commit).
+//! Every queue is bounded: a slow or paused peer costs dropped messages (the node resends from
+//! what each follower acknowledged), never unbounded memory.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::config::Config;
+use super::logger::{Logger, RateLimited};
+use super::node::{ClientRequest, Effects, Node, NodeConfig, NodeId, Persist};
+use super::storage::Storage;
+use crate::refnode::protocol::{
+    ErrorCode, ErrorReply, Line, PeerEnvelope, PeerMessage, RequestBody, Response, ResponseResult,
+};
+
+/// Events waiting for the core; producers wait when it is full, which pushes back on the
+/// sockets they read from.
+const EVENT_QUEUE: usize = 8192;
+/// Lines waiting to be written on one connection.
+const CONNECTION_QUEUE: usize = 4096;
+/// Messages waiting for one peer link; beyond this they are dropped and later resent.
+const PEER_QUEUE: usize = 1024;
+/// Events handled per core iteration, so ticks are never starved by a flood.
+const MAX_BATCH: usize = 1024;
+/// Longest accepted line; longer ones are answered `malformed` and the connection closed.
+const MAX_LINE_BYTES: usize = 16 << 20;
+/// Granularity of the node's clock ticks (heartbeats, timeouts, failover).
+const TICK: Duration = Duration::from_millis(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const MIN_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+type LineSender = mpsc::Sender<Vec<u8>>;
+
+enum Event {
+    Client {
+        reply_to: LineSender,
+        request_id: u64,
+        body: RequestBody,
+    },
+    Peer {
+        from: NodeId,
+        msg: PeerMessage,
+        /// The connection the message came on, for the node's answer; `None` for answers
+        /// arriving on this node's own outbound links.
+        respond_to: Option<LineSender>,
+    },
+    PeerConnected(NodeId),
+}
+
+/// Runs the node until the process is killed. Returns only on a startup error (data
+/// directory, log file or listen address unusable).
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let logger = Arc::new(
+        Logger::open(&cfg.log_file, &cfg.id)
+            .with_context(|| format!("cannot open the log file {}", cfg.log_file.display()))?,
+    );
+    let (storage, recovery) = Storage::open(&cfg.data_dir)?;
+    for note in &recovery.notes {
+        logger.log(note);
+    }
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let local = listener
+        .local_addr()
+        .context("listening socket has no address")?;
+
+    let peers: Vec<(NodeId, SocketAddr)> = cfg
+        .peers
+        .iter()
+        .filter(|(id, _)| *id != cfg.id)
+        .cloned()
+        .collect();
+    let node_cfg = NodeConfig {
+        id: cfg.id.clone(),
+        peers: peers.iter().map(|(id, _)| id.clone()).collect(),
+        initial_leader: cfg.initial_leader.clone(),
+        replication: cfg.replication,
+        heartbeat_ms: cfg.heartbeat_ms,
+        failover_timeout_ms: cfg.failover_timeout_ms,
+        sync_timeout_ms: cfg.sync_timeout_ms,
+        position_timeout_ms: NodeConfig::POSITION_TIMEOUT_MS.min(cfg.failover_timeout_ms),
+        max_inflight_entries: NodeConfig::MAX_INFLIGHT_ENTRIES,
+        resend_after_ms: (cfg.heartbeat_ms * 3).max(50),
+        snapshot_resend_ms: (cfg.heartbeat_ms * 10).max(500),
+        compact_after_entries: NodeConfig::COMPACT_AFTER_ENTRIES,
+        max_uncommitted_entries: NodeConfig::MAX_UNCOMMITTED_ENTRIES,
+        seed: seed_for(&cfg.id),
+    };
+    logger.log(&format!(
+        "listening on {local}; replication {:?}; peers {}",
+        cfg.replication,
+        peers
+            .iter()
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let mut links = HashMap::new();
+    for (peer, addr) in &peers {
+        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        links.insert(peer.clone(), tx);
+        tokio::spawn(peer_link(
+            cfg.id.clone(),
+            peer.clone(),
+            *addr,
+            rx,
+            events_tx.clone(),
+            logger.clone(),
+        ));
+    }
+    let core = Core {
+        id: cfg.id.clone(),
+        started: Instant::now(),
+        storage,
+        logger: logger.clone(),
+        links,
+        awaiting_reply: HashMap::new(),
+        next_token: 0,
+    };
+    let (node, startup) = Node::new(node_cfg, recovery.durable, 0);
+    tokio::spawn(core.run(node, startup, events_rx));
+
+    // The harness waits for exactly this line before it talks to the node.
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "ready {} {local}", cfg.id).context("cannot write to stdout")?;
+    stdout.flush().context("cannot write to stdout")?;
+
+    let mut accept_failures = RateLimited::new(Duration::from_secs(5));
+    loop {
+        match listener.accept().await {
+            Ok((socket, _)) => {
+                let _ = socket.set_nodelay(true);
+                tokio::spawn(connection(socket, events_tx.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                accept_failures.failure(&logger, &format!("accept failed: {e}"));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A per-node seed for the failover jitter, so that two followers draw different delays.
+fn seed_for(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    }) ^ u64::from(std::process::id())
+}
+
+struct Core {
+    id: NodeId,
+    started: Instant,
+    storage: Storage,
+    logger: Arc<Logger>,
+    links: HashMap<NodeId, mpsc::Sender<PeerMessage>>,
+    /// Client requests handed to the node, by token: where and under which id to answer.
+    awaiting_reply: HashMap<u64, (LineSender, u64)>,
+    next_token: u64,
+}
+
+impl Core {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    async fn run(mut self, mut node: Node, startup: Effects, mut events: mpsc::Receiver<Event>) {
+        self.apply(startup, None);
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            tokio::select! {
+                received = events.recv_many(&mut batch, MAX_BATCH) => {
+                    if received == 0 {
+                        return;
+                    }
+                    self.handle(&mut node, std::mem::take(&mut batch));
+                }
+                _ = ticker.tick() => {
+                    let fx = node.on_tick(self.now_ms());
+                    self.apply(fx, None);
+                }
+            }
+        }
+    }
+
+    /// Peer events one by one in arrival order; all client requests of the batch together,
+    /// after them, so their writes share one append and one fsync.
+    fn handle(&mut self, node: &mut Node, batch: Vec<Event>) {
+        let mut clients = Vec::new();
+        for event in batch {
+            match event {
+                Event::Client {
+                    reply_to,
+                    request_id,
+                    body,
+                } => {
+                    let token = self.next_token;
+                    self.next_token += 1;
+                    self.awaiting_reply.insert(token, (reply_to, request_id));
+                    clients.push(ClientRequest { token, body });
+                }
+                Event::Peer {
+                    from,
+                    msg,
+                    respond_to,
+                } => {
+                    let fx = node.on_peer(&from, msg, self.now_ms());
+                    self.apply(fx, respond_to.as_ref());
+                }
+                Event::PeerConnected(peer) => {
+                    let fx = node.on_peer_connected(&peer, self.now_ms());
+                    self.apply(fx, None);
+                }
+            }
+        }
+        if !clients.is_empty() {
+            let fx = node.on_client(clients, self.now_ms());
+            self.apply(fx, None);
+        }
+    }
+
+    /// Carries out effects in the order the node requires: log, persist, then everything
+    /// that promises durability.
+    fn apply(&mut self, fx: Effects, respond_to: Option<&LineSender>) {
+        for line in &fx.log {
+            self.logger.log(line);
+        }
+        for change in &fx.persist {
+            // fsync blocks; tell the runtime so its other workers keep serving sockets.
+            let result = tokio::task::block_in_place(|| match change {
+                Persist::Append(entries) => self.storage.append(entries),
+                Persist::Meta(meta) => self.storage.write_meta(meta),
+                Persist::Replace { snapshot, keep } => self.storage.replace(snapshot, keep),
+            });
+            if let Err(e) = result {
+                // A node that cannot persist must not acknowledge anything: stop here.
+                let message = format!(
+                    "cannot persist to {}: {e}; stopping",
+                    self.storage.dir().display()
+                );
+                self.logger.log(&message);
+                eprintln!("refnode: {message}");
+                std::process::exit(1);
+            }
+        }
+        if let (Some(msg), Some(conn)) = (fx.respond, respond_to) {
+            let _ = conn.try_send(peer_line(&self.id, msg));
+        }
+        for (peer, msg) in fx.send {
+            if let Some(link) = self.links.get(&peer) {
+                // Full or reconnecting: the node resends what the peer did not acknowledge.
+                let _ = link.try_send(msg);
+            }
+        }
+        for (token, result) in fx.replies {
+            if let Some((conn, id)) = self.awaiting_reply.remove(&token) {
+                let _ = conn.try_send(json_line(&Response { id, result }));
+            }
+        }
+    }
+}
+
+fn json_line<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Serialising these plain structs cannot fail; an empty line would be ignored by peers.
+    let mut line = serde_json::to_vec(value).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+fn peer_line(me: &str, msg: PeerMessage) -> Vec<u8> {
+    json_line(&PeerEnvelope {
+        peer: me.to_string(),
+        msg,
+    })
+}
+
+/// Reads one line of at most [`MAX_LINE_BYTES`] into `buf` (without the newline). `Ok(false)`
+/// at end of stream; an error for an overlong line.
+async fn read_line<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    buf.clear();
+    let limit = MAX_LINE_BYTES as u64 + 1;
+    let n = reader.take(limit).read_until(b'\n', buf).await?;
+    if n == 0 {
+        return Ok(false);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+    } else if buf.len() > MAX_LINE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("line longer than {MAX_LINE_BYTES} bytes"),
+        ));
+    }
+    Ok(true)
+}
+
+/// One accepted connection: a client's requests or a peer's replication messages, told apart
+/// line by line.
+async fn connection(socket: TcpStream, events: mpsc::Sender<Event>) {
+    let (read_half, mut write_half) = socket.into_split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(CONNECTION_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(line) = out_rx.recv().await {
+            if write_half.write_all(&line).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut reader = BufReader::new(read_half);
+    let mut buf = Vec::new();
+    loop {
+        match read_line(&mut reader, &mut buf).await {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                let _ = out_tx.send(malformed(0, e.to_string())).await;
+                break;
+            }
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let event = match crate::refnode::protocol::classify_line(&buf) {
+            Line::Client(req) => Event::Client {
+                reply_to: out_tx.clone(),
+                request_id: req.id,
+                body: req.body,
+            },
+            Line::Peer(env) => Event::Peer {
+                from: env.peer,
+                msg: env.msg,
+                respond_to: Some(out_tx.clone()),
+            },
+            Line::Malformed { id, message } => {
+                if out_tx.send(malformed(id, message)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        if events.send(event).await.is_err() {
+            break;
+        }
+    }
+    // Let queued replies go out; the writer ends when every sender (ours and the core's
+    // copies for pending requests) is gone.
+    drop(out_tx);
+    let _ = writer.await;
+}
+
+fn malformed(id: u64, message: String) -> Vec<u8> {
+    json_line(&Response {
+        id,
+        result: ResponseResult::Err(ErrorReply {
+            code: ErrorCode::Malformed,
+            definite: true,
+            message,
+            leader: None,
+        }),
+    })
+}
+
+/// This node's own connection to `peer`: carries this node's messages out and the peer's
+/// answers back, reconnecting with capped exponential backoff for as long as the node runs.
+async fn peer_link(
+    me: NodeId,
+    peer: NodeId,
+    addr: SocketAddr,
+    mut outbox: mpsc::Receiver<PeerMessage>,
+    events: mpsc::Sender<Event>,
+    logger: Arc<Logger>,
+) {
+    let mut backoff = MIN_BACKOFF;
+    let mut failures = RateLimited::new(Duration::from_secs(5));
+    loop {
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                failures.failure(&logger, &format!("cannot connect to {peer} at {addr}: {e}"));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            Err(_) => {
+                failures.failure(
+                    &logger,
+                    &format!("cannot connect to {peer} at {addr}: timed out"),
+                );
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        failures.success(&logger, &format!("connected to {peer} at {addr}"));
+        backoff = MIN_BACKOFF;
+        let _ = stream.set_nodelay(true);
+        // Messages queued while disconnected were meant for a connection that is gone; the
+        // node resends from the follower's acknowledged position once told of the new one.
+        while outbox.try_recv().is_ok() {}
+        if events
+            .send(Event::PeerConnected(peer.clone()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let (read_half, mut write_half) = stream.into_split();
+        let mut answers = tokio::spawn(read_answers(peer.clone(), read_half, events.clone()));
+        loop {
+            tokio::select! {
+                msg = outbox.recv() => {
+                    let Some(msg) = msg else { return };
+                    if write_half.write_all(&peer_line(&me, msg)).await.is_err() {
+                        break;
+                    }
+                }
+                _ = &mut answers => break,
+            }
+        }
+        answers.abort();
+        failures.failure(&logger, &format!("lost the connection to {peer}"));
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// The peer's answers on this node's outbound link.
+async fn read_answers(
+    peer: NodeId,
+    read_half: tokio::net::tcp::OwnedReadHalf,
+    events: mpsc::Sender<Event>,
+) {
+    let mut reader = BufReader::new(read_half);
+    let mut buf = Vec::new();
+    while let Ok(true) = read_line(&mut reader, &mut buf).await {
+        if let Line::Peer(env) = crate::refnode::protocol::classify_line(&buf) {
+            // Trust the link, not the envelope: answers on it come from the peer we dialled.
+            let event = Event::Peer {
+                from: peer.clone(),
+                msg: env.msg,
+                respond_to: None,
+            };
+            if events.send(event).await.is_err() {
+                return;
+            }
+        }
+    }
+}
