@@ -22,10 +22,20 @@ impl HistoryError {
 impl fmt::Display for HistoryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
-            write!(f, "{}: {}", self.path, self.message)
+            write!(f, "{}: ", self.path)?;
         } else {
-            write!(f, "{}:{}: {}", self.path, self.line, self.message)
+            write!(f, "{}:{}: ", self.path, self.line)?;
         }
+        // Messages quote names from the file (an `f` may be any string); a line break in one
+        // would split what tools and people read as one error per line.
+        for c in self.message.chars() {
+            match c {
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                c => write!(f, "{c}")?,
+            }
+        }
+        Ok(())
     }
 }
 

@@ -408,14 +408,20 @@ impl<'de> Deserialize<'de> for Value {
             fn visit_string<E>(self, v: String) -> Result<Value, E> {
                 Ok(Value::Str(v))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Value, A::Error> {
                 let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
                 while let Some(item) = seq.next_element()? {
                     items.push(item);
                 }
                 Ok(Value::List(items))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Value, A::Error> {
                 let mut out = BTreeMap::new();
                 while let Some((k, v)) = map.next_entry::<String, Value>()? {
                     out.insert(k, v);
