@@ -36,26 +36,59 @@ pub trait Client: Send {
     async fn invoke(&mut self, call: &Invocation, timeout: Duration) -> Completion;
 }
 
-/// How a client picks the node for a read.
+/// How a client picks the node for a read. Writes always go to the leader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadRouting {
     /// Reads go to the leader, like writes.
     Leader,
-    /// Reads go to the node this client is bound to (process number modulo node count),
-    /// which may be a stale follower.
+    /// Each read goes to the next node in turn (starting from one chosen by the process
+    /// number), so consecutive reads may hit replicas at different log positions: monotonic
+    /// reads can break.
     Any,
+    /// Every read goes to the same replica, chosen by the process number (process modulo
+    /// node count); a replica never moves backwards, so reads stay monotonic while it lives.
+    Sticky,
+    /// Read-your-writes by a client-remembered position: the client remembers the log index
+    /// of its last acknowledged write and reads from its sticky replica only if that replica
+    /// has applied it; otherwise it tries the other replicas, and the leader last.
+    Ryw,
+}
+
+impl ReadRouting {
+    /// Every routing, in the order the flag documentation lists them.
+    pub const ALL: [ReadRouting; 4] = [
+        ReadRouting::Leader,
+        ReadRouting::Any,
+        ReadRouting::Sticky,
+        ReadRouting::Ryw,
+    ];
+
+    /// The flag value, which [`str::parse`] reads back.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadRouting::Leader => "leader",
+            ReadRouting::Any => "any",
+            ReadRouting::Sticky => "sticky",
+            ReadRouting::Ryw => "ryw",
+        }
+    }
+}
+
+impl std::fmt::Display for ReadRouting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl std::str::FromStr for ReadRouting {
     type Err = String;
     fn from_str(s: &str) -> Result<ReadRouting, String> {
-        match s {
-            "leader" => Ok(ReadRouting::Leader),
-            "any" => Ok(ReadRouting::Any),
-            other => Err(format!(
-                "unknown read routing {other:?}; expected leader or any"
-            )),
-        }
+        ReadRouting::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown read routing {s:?}; expected leader, any, sticky or ryw")
+            })
     }
 }
 
@@ -83,6 +116,12 @@ pub trait Db: Send + Sync {
     fn primary(&self) -> Option<&dyn Primary> {
         None
     }
+    fn clock(&self) -> Option<&dyn Clock> {
+        None
+    }
+    fn member(&self) -> Option<&dyn Member> {
+        None
+    }
 }
 
 /// Crash a node (SIGKILL) and start it again on its data.
@@ -99,8 +138,46 @@ pub trait Pause: Send + Sync {
     async fn resume(&self, node: &str) -> anyhow::Result<()>;
 }
 
+/// Skew a node's wall clock, as a clock nemesis does, and put it back. A skew survives the
+/// node's restart (like a wrong system clock would).
+#[async_trait]
+pub trait Clock: Send + Sync {
+    /// Moves `node`'s wall clock by `offset_ms` more (bumps add up); returns the node's
+    /// total offset afterwards.
+    async fn bump_clock(&self, node: &str, offset_ms: i64) -> anyhow::Result<i64>;
+    /// Puts `node`'s wall clock back to the real time.
+    async fn reset_clock(&self, node: &str) -> anyhow::Result<()>;
+}
+
+/// Change which nodes hold the data: the way a new replica is set up (DDIA's "setting up
+/// new followers").
+#[async_trait]
+pub trait Member: Send + Sync {
+    /// Kills `node`, deletes its data and starts it again empty; it rejoins the cluster and
+    /// catches up from the leader (a snapshot tagged with its log position, then the log).
+    async fn wipe_and_rejoin(&self, node: &str) -> anyhow::Result<()>;
+}
+
 /// Which nodes currently act as leader (more than one during a split brain).
 #[async_trait]
 pub trait Primary: Send + Sync {
     async fn primaries(&self) -> Vec<NodeId>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_routings_parse_back_from_their_names() {
+        for r in ReadRouting::ALL {
+            assert_eq!(r.as_str().parse::<ReadRouting>(), Ok(r));
+        }
+        assert!(
+            "nearest"
+                .parse::<ReadRouting>()
+                .unwrap_err()
+                .contains("sticky")
+        );
+    }
 }

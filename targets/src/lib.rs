@@ -5,4 +5,6 @@ pub mod db;
 pub mod process;
 pub mod refnode;
 
-pub use db::{Client, Completion, Db, Invocation, Kill, NodeId, Pause, Primary, ReadRouting};
+pub use db::{
+    Client, Clock, Completion, Db, Invocation, Kill, Member, NodeId, Pause, Primary, ReadRouting,
+};

@@ -1,7 +1,7 @@
 //! A cluster of refnode processes on 127.0.0.1, started and faulted by the harness, and the
 //! client that drives it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -17,23 +17,50 @@ use tokio::process::{Child, Command};
 
 use super::client::{CallError, NodeClient};
 use super::protocol::{ErrorCode, ReplyBody, RequestBody, Role, Status};
-use crate::db::{Client, Completion, Db, Invocation, Kill, NodeId, Pause, Primary, ReadRouting};
+use crate::db::{
+    Client, Clock, Completion, Db, Invocation, Kill, Member, NodeId, Pause, Primary, ReadRouting,
+};
 use crate::process;
 
-/// How the harness wants the cluster built.
+/// How the harness wants the cluster built. Fields may be added; build it with
+/// `..RefnodeConfig::default()` so that new ones take their defaults.
 #[derive(Debug, Clone)]
 pub struct RefnodeConfig {
     /// The `refnode` executable.
     pub binary: PathBuf,
     pub node_count: usize,
-    /// `sync` or `async`.
+    /// `sync`, `semi-sync`, `async` or `chain` (the `--replication` flag).
     pub replication: String,
+    /// `naive` or `fenced` (the `--failover` flag).
+    pub failover: String,
+    /// `logical` or `statement` (the `--log` flag).
+    pub log: String,
+    /// Each node compacts its log into a snapshot beyond this many entries.
+    pub compact_after_entries: u64,
     pub read_routing: ReadRouting,
     /// Where node data directories and logs go (the run's store directory).
     pub dir: PathBuf,
     pub heartbeat_ms: u64,
     pub failover_timeout_ms: u64,
     pub sync_timeout_ms: u64,
+}
+
+impl Default for RefnodeConfig {
+    fn default() -> RefnodeConfig {
+        RefnodeConfig {
+            binary: PathBuf::from("refnode"),
+            node_count: 3,
+            replication: "async".to_string(),
+            failover: "naive".to_string(),
+            log: "logical".to_string(),
+            compact_after_entries: 10_000,
+            read_routing: ReadRouting::Leader,
+            dir: PathBuf::from("."),
+            heartbeat_ms: 100,
+            failover_timeout_ms: 1000,
+            sync_timeout_ms: 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +82,8 @@ pub struct RefnodeCluster {
     config: RefnodeConfig,
     specs: Vec<NodeSpec>,
     running: Mutex<HashMap<NodeId, Running>>,
+    /// Each node's clock offset, passed again when it restarts.
+    clock_offsets: Mutex<HashMap<NodeId, i64>>,
 }
 
 impl RefnodeCluster {
@@ -82,6 +111,7 @@ impl RefnodeCluster {
             config,
             specs,
             running: Mutex::new(HashMap::new()),
+            clock_offsets: Mutex::new(HashMap::new()),
         })
     }
 
@@ -109,7 +139,10 @@ impl RefnodeCluster {
             .ok_or_else(|| anyhow!("no node named {node}"))
     }
 
-    async fn spawn(&self, node: &str) -> anyhow::Result<()> {
+    /// Starts `node`. `join` is for every start after the cluster's first: a node whose
+    /// data directory is empty (wiped) must join the running cluster rather than lead
+    /// epoch 1 as the initial leader would.
+    async fn spawn(&self, node: &str, join: bool) -> anyhow::Result<()> {
         let spec = self.spec(node)?.clone();
         let data_dir = self.config.dir.join(&spec.id);
         std::fs::create_dir_all(&data_dir)
@@ -120,6 +153,13 @@ impl RefnodeCluster {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let clock_offset_ms = self
+            .clock_offsets
+            .lock()
+            .expect("lock")
+            .get(node)
+            .copied()
+            .unwrap_or(0);
         let mut cmd = Command::new(&self.config.binary);
         cmd.arg("--id")
             .arg(&spec.id)
@@ -133,6 +173,10 @@ impl RefnodeCluster {
             .arg(&log_path)
             .arg("--replication")
             .arg(&self.config.replication)
+            .arg("--failover")
+            .arg(&self.config.failover)
+            .arg("--log")
+            .arg(&self.config.log)
             .arg("--initial-leader")
             .arg(&self.specs[0].id)
             .arg("--heartbeat-ms")
@@ -141,10 +185,16 @@ impl RefnodeCluster {
             .arg(self.config.failover_timeout_ms.to_string())
             .arg("--sync-timeout-ms")
             .arg(self.config.sync_timeout_ms.to_string())
+            .arg(format!("--clock-offset-ms={clock_offset_ms}"))
+            .arg("--compact-after-entries")
+            .arg(self.config.compact_after_entries.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
             .kill_on_drop(true);
+        if join {
+            cmd.arg("--join");
+        }
         process::die_with_parent(&mut cmd);
         let mut child = cmd
             .spawn()
@@ -238,6 +288,9 @@ fn health_problem(statuses: &[(NodeId, Option<Status>)]) -> Option<String> {
         let Some(l) = status.leader.as_deref() else {
             return Some(format!("{id} knows no leader"));
         };
+        if status.replication.as_deref() == Some("chain") && status.chain.is_empty() {
+            return Some(format!("{id} knows no chain yet"));
+        }
         match leader {
             None => leader = Some(l),
             Some(prev) if prev != l => {
@@ -285,7 +338,7 @@ impl Db for RefnodeCluster {
 
     async fn start(&self, timeout: Duration) -> anyhow::Result<()> {
         for spec in &self.specs {
-            self.spawn(&spec.id).await?;
+            self.spawn(&spec.id, false).await?;
         }
         self.wait_healthy(timeout).await
     }
@@ -326,6 +379,30 @@ impl Db for RefnodeCluster {
     fn primary(&self) -> Option<&dyn Primary> {
         Some(self)
     }
+
+    fn clock(&self) -> Option<&dyn Clock> {
+        Some(self)
+    }
+
+    fn member(&self) -> Option<&dyn Member> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Member for RefnodeCluster {
+    async fn wipe_and_rejoin(&self, node: &str) -> anyhow::Result<()> {
+        let data_dir = self.config.dir.join(&self.spec(node)?.id);
+        if self.running.lock().expect("lock").contains_key(node) {
+            Kill::kill(self, node).await?;
+        }
+        match std::fs::remove_dir_all(&data_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => bail!("cannot wipe {}: {e}", data_dir.display()),
+        }
+        self.spawn(node, true).await
+    }
 }
 
 #[async_trait]
@@ -344,7 +421,7 @@ impl Kill for RefnodeCluster {
         if self.running.lock().expect("lock").contains_key(node) {
             return Ok(());
         }
-        self.spawn(node).await
+        self.spawn(node, true).await
     }
 }
 
@@ -378,6 +455,52 @@ impl Primary for RefnodeCluster {
         // Newest epoch first: that is the leader clients are most likely to be using.
         leaders.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         leaders.into_iter().map(|(_, id)| id).collect()
+    }
+}
+
+impl RefnodeCluster {
+    /// Records `offset_ms` as `node`'s offset (so a restart keeps it) and, if the node runs,
+    /// tells it.
+    async fn set_clock(&self, node: &str, offset_ms: i64) -> anyhow::Result<()> {
+        let addr = self.spec(node)?.addr;
+        self.clock_offsets
+            .lock()
+            .expect("lock")
+            .insert(node.to_string(), offset_ms);
+        if !self.running.lock().expect("lock").contains_key(node) {
+            return Ok(());
+        }
+        let mut client = NodeClient::new(addr);
+        match client
+            .call(RequestBody::SetClock { offset_ms }, Duration::from_secs(1))
+            .await
+        {
+            Ok(ReplyBody::SetClockOk { offset_ms: set, .. }) if set == offset_ms => Ok(()),
+            Ok(other) => bail!("{node} answered set-clock with {other:?}"),
+            Err(e) => Err(anyhow!(
+                "cannot set {node}'s clock (it takes the offset when it restarts): {e}"
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Clock for RefnodeCluster {
+    async fn bump_clock(&self, node: &str, offset_ms: i64) -> anyhow::Result<i64> {
+        let current = self
+            .clock_offsets
+            .lock()
+            .expect("lock")
+            .get(node)
+            .copied()
+            .unwrap_or(0);
+        let total = current.saturating_add(offset_ms);
+        self.set_clock(node, total).await?;
+        Ok(total)
+    }
+
+    async fn reset_clock(&self, node: &str) -> anyhow::Result<()> {
+        self.set_clock(node, 0).await
     }
 }
 
@@ -426,14 +549,22 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// A refnode client for one logical process: writes go to the leader (following `not-leader`
-/// hints), reads go to the leader or to the node this process is bound to.
+/// A refnode client for one logical process. Writes go to the leader (following `not-leader`
+/// hints); reads go where [`ReadRouting`] says, follow `not-tail` hints in chain mode, and
+/// under `ryw` carry the log index of this client's last acknowledged write.
 #[derive(Debug)]
 pub struct RefnodeClient {
     nodes: Vec<(NodeId, NodeClient)>,
+    /// The replica this process reads from under `sticky` and `ryw`.
     bound: usize,
     leader_guess: usize,
+    /// The chain's tail, once a node named it.
+    tail_guess: Option<usize>,
     routing: ReadRouting,
+    /// Reads issued so far, which rotates `any` routing over the nodes.
+    reads: u64,
+    /// The log index of this client's last acknowledged write (0 = none yet).
+    last_write_index: u64,
 }
 
 impl RefnodeClient {
@@ -447,12 +578,59 @@ impl RefnodeClient {
                 .collect(),
             bound,
             leader_guess: 0,
+            tail_guess: None,
             routing,
+            reads: 0,
+            last_write_index: 0,
         }
+    }
+
+    /// The log index of the last write this client saw acknowledged (what `ryw` reads ask
+    /// a replica to have applied).
+    pub fn last_write_index(&self) -> u64 {
+        self.last_write_index
     }
 
     fn index_of(&self, node: &str) -> Option<usize> {
         self.nodes.iter().position(|(id, _)| id == node)
+    }
+
+    /// Every node once, starting at `first` and going round.
+    fn rotation(&self, first: usize) -> VecDeque<usize> {
+        let n = self.nodes.len();
+        (0..n).map(|k| (first + k) % n).collect()
+    }
+
+    /// The nodes to try for one call, in order; redirects may put others in front.
+    fn plan(&mut self, is_read: bool) -> VecDeque<usize> {
+        if !is_read {
+            return self.rotation(self.leader_guess);
+        }
+        match self.routing {
+            ReadRouting::Leader => {
+                let mut order = self.rotation(self.leader_guess);
+                if let Some(t) = self.tail_guess {
+                    // Chain mode: the leader would only redirect to the tail.
+                    order.retain(|&i| i != t);
+                    order.push_front(t);
+                }
+                order
+            }
+            ReadRouting::Any => {
+                let first = (self.bound as u64 + self.reads) % self.nodes.len() as u64;
+                self.reads += 1;
+                self.rotation(first as usize)
+            }
+            ReadRouting::Sticky => VecDeque::from([self.bound]),
+            ReadRouting::Ryw => {
+                // Replicas first (starting with our own), the leader as the last resort:
+                // it has applied every write it acknowledged.
+                let mut order = self.rotation(self.bound);
+                order.retain(|&i| i != self.leader_guess);
+                order.push_back(self.leader_guess);
+                order
+            }
+        }
     }
 }
 
@@ -462,7 +640,11 @@ fn request_for(call: &Invocation) -> Result<RequestBody, String> {
         other => return Err(format!("refnode keys are integers, got {other:?}")),
     };
     match call.f {
-        F::Read => Ok(RequestBody::Read { key }),
+        F::Read => Ok(RequestBody::Read {
+            key,
+            min_index: None,
+            leader_only: false,
+        }),
         F::Write => match call.value {
             Value::Int(value) => Ok(RequestBody::Write { key, value }),
             ref v => Err(format!("write needs an integer, got {v}")),
@@ -471,6 +653,21 @@ fn request_for(call: &Invocation) -> Result<RequestBody, String> {
             Some((from, to)) => Ok(RequestBody::Cas { key, from, to }),
             None => Err(format!("cas needs [from to], got {}", call.value)),
         },
+        // A counter increment, replicated as a statement or as its result (--log).
+        F::Add => match call.value {
+            Value::Int(n) => Ok(RequestBody::Exec {
+                key,
+                stmt: format!("add {n}"),
+            }),
+            ref v => Err(format!("add needs an integer, got {v}")),
+        },
+        F::Other(ref f) if f == "exec" => match &call.value {
+            Value::Str(stmt) => Ok(RequestBody::Exec {
+                key,
+                stmt: stmt.clone(),
+            }),
+            v => Err(format!("exec needs a statement string, got {v}")),
+        },
         ref f => Err(format!("refnode does not support {f}")),
     }
 }
@@ -478,7 +675,7 @@ fn request_for(call: &Invocation) -> Result<RequestBody, String> {
 #[async_trait]
 impl Client for RefnodeClient {
     async fn invoke(&mut self, call: &Invocation, timeout: Duration) -> Completion {
-        let request = match request_for(call) {
+        let mut request = match request_for(call) {
             Ok(r) => r,
             Err(e) => {
                 return Completion {
@@ -489,33 +686,68 @@ impl Client for RefnodeClient {
                 };
             }
         };
+        let is_read = matches!(request, RequestBody::Read { .. });
+        if let RequestBody::Read {
+            min_index,
+            leader_only,
+            ..
+        } = &mut request
+        {
+            if self.routing == ReadRouting::Ryw && self.last_write_index > 0 {
+                *min_index = Some(self.last_write_index);
+            }
+            *leader_only = self.routing == ReadRouting::Leader;
+        }
         let deadline = tokio::time::Instant::now() + timeout;
-        let to_bound_node = call.f == F::Read && self.routing == ReadRouting::Any;
-        let mut target = if to_bound_node {
-            self.bound
-        } else {
-            self.leader_guess
-        };
-        // A definite failure (refused connection, not-leader) had no effect, so trying the
-        // next node is safe; each node is tried at most once per call.
-        let attempts = if to_bound_node { 1 } else { self.nodes.len() };
+        let mut order = self.plan(is_read);
+        // A definite failure (refused connection, not-leader, not-tail, behind) had no
+        // effect, so trying another node is safe. Each node once, plus room for redirects.
+        let max_attempts = self.nodes.len() + 2;
         let mut last_error = String::from("no node tried");
-        for _ in 0..attempts {
+        let mut last_node = None;
+        let mut attempts = 0;
+        while let Some(target) = order.pop_front() {
+            if attempts == max_attempts {
+                break;
+            }
+            attempts += 1;
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
                 break;
             }
             let (node_id, client) = &mut self.nodes[target];
             let node = Some(node_id.clone());
+            last_node = node.clone();
             match client.call(request.clone(), remaining).await {
                 Ok(reply) => {
-                    if !to_bound_node {
-                        self.leader_guess = target;
-                    }
                     let value = match reply {
-                        ReplyBody::ReadOk { value } => value.map_or(Value::Nil, Value::Int),
+                        ReplyBody::ReadOk { value } => {
+                            if self.routing == ReadRouting::Leader
+                                && self.tail_guess != Some(target)
+                            {
+                                self.leader_guess = target;
+                            }
+                            value.map_or(Value::Nil, Value::Int)
+                        }
+                        ReplyBody::WriteOk { index } | ReplyBody::CasOk { index } => {
+                            self.last_write_index = self.last_write_index.max(index);
+                            call.value.clone()
+                        }
+                        ReplyBody::ExecOk { value, index } => {
+                            self.last_write_index = self.last_write_index.max(index);
+                            // An `add` records its argument, as Jepsen's counter does; an
+                            // `exec` what the statement gave.
+                            if call.f == F::Add {
+                                call.value.clone()
+                            } else {
+                                Value::Int(value)
+                            }
+                        }
                         _ => call.value.clone(),
                     };
+                    if !is_read {
+                        self.leader_guess = target;
+                    }
                     return Completion {
                         kind: OpType::Ok,
                         value,
@@ -533,22 +765,33 @@ impl Client for RefnodeClient {
                 }
                 Err(e) if e.definite() => {
                     last_error = e.to_string();
-                    let hint = match &e {
-                        CallError::Reply(r) => r.leader.as_deref().and_then(|l| self.index_of(l)),
+                    let redirect = match &e {
+                        CallError::Reply(r) => r
+                            .redirect()
+                            .and_then(|h| self.index_of(h))
+                            .map(|h| (r.code, h)),
                         _ => None,
                     };
-                    target = match hint {
-                        Some(h) if h != target => h,
-                        _ => (target + 1) % self.nodes.len(),
-                    };
-                    if !to_bound_node {
-                        self.leader_guess = target;
+                    match redirect {
+                        Some((ErrorCode::NotTail, h)) => self.tail_guess = Some(h),
+                        Some((_, h)) => self.leader_guess = h,
+                        None if self.tail_guess == Some(target) => self.tail_guess = None,
+                        None => {}
+                    }
+                    if let Some((_, h)) = redirect.filter(|(_, h)| *h != target) {
+                        order.retain(|&i| i != h);
+                        order.push_front(h);
+                    }
+                    if !is_read && redirect.is_none() && target == self.leader_guess {
+                        self.leader_guess = (target + 1) % self.nodes.len();
                     }
                 }
                 Err(e) => {
                     // The request may have taken effect: indeterminate, and the process is
                     // considered crashed by the harness.
-                    self.leader_guess = (target + 1) % self.nodes.len();
+                    if !is_read {
+                        self.leader_guess = (target + 1) % self.nodes.len();
+                    }
                     return Completion {
                         kind: OpType::Info,
                         value: call.value.clone(),
@@ -561,7 +804,7 @@ impl Client for RefnodeClient {
         Completion {
             kind: OpType::Fail,
             value: call.value.clone(),
-            node: None,
+            node: last_node,
             error: Some(last_error),
         }
     }
@@ -570,6 +813,7 @@ impl Client for RefnodeClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::refnode::protocol::{ErrorReply, Request, Response, ResponseResult};
 
     fn status(node: &str, role: Role, leader: Option<&str>) -> (NodeId, Option<Status>) {
         (
@@ -579,8 +823,7 @@ mod tests {
                 role,
                 leader: leader.map(str::to_string),
                 epoch: 1,
-                last_index: 0,
-                commit_index: 0,
+                ..Status::default()
             }),
         )
     }
@@ -626,11 +869,218 @@ mod tests {
                 to: 2
             }
         );
+        let exec = Invocation {
+            f: F::Other("exec".into()),
+            key: Some(Key::Int(1)),
+            value: Value::Str("set now()".into()),
+        };
+        assert_eq!(
+            request_for(&exec).unwrap(),
+            RequestBody::Exec {
+                key: 1,
+                stmt: "set now()".into()
+            }
+        );
+        let add = Invocation {
+            f: F::Add,
+            key: Some(Key::Int(2)),
+            value: Value::Int(5),
+        };
+        assert_eq!(
+            request_for(&add).unwrap(),
+            RequestBody::Exec {
+                key: 2,
+                stmt: "add 5".into()
+            }
+        );
         let bad = Invocation {
             f: F::Write,
             key: Some(Key::Str("x".into())),
             value: Value::Int(1),
         };
         assert!(request_for(&bad).unwrap_err().contains("integers"));
+    }
+
+    /// A stand-in for one node: answers each request with `answer(&request)` and records
+    /// what it was asked, so the client's routing can be checked without a cluster.
+    async fn fake_node(
+        answer: impl Fn(&RequestBody) -> ResponseResult + Send + Sync + 'static,
+    ) -> (SocketAddr, std::sync::Arc<Mutex<Vec<RequestBody>>>) {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let answer = std::sync::Arc::new(answer);
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let (answer, log) = (answer.clone(), log.clone());
+                tokio::spawn(async move {
+                    let (r, mut w) = socket.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let req: Request = serde_json::from_str(&line).unwrap();
+                        log.lock().unwrap().push(req.body.clone());
+                        let result = answer(&req.body);
+                        let mut out = serde_json::to_vec(&Response { id: req.id, result }).unwrap();
+                        out.push(b'\n');
+                        if w.write_all(&out).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    fn err(code: ErrorCode, redirect: Option<&str>) -> ResponseResult {
+        let mut e = ErrorReply::new(code, true, "fake");
+        e.leader = redirect
+            .map(str::to_string)
+            .filter(|_| code == ErrorCode::NotLeader);
+        e.tail = redirect
+            .map(str::to_string)
+            .filter(|_| code == ErrorCode::NotTail);
+        ResponseResult::Err(e)
+    }
+
+    /// A replica that has applied the log up to `applied` and holds `value` for every key;
+    /// writes are refused with the leader named (`leader` itself accepts them at index 7).
+    fn replica(
+        applied: u64,
+        value: i64,
+        leader: &'static str,
+        me: &'static str,
+    ) -> impl Fn(&RequestBody) -> ResponseResult + Send + Sync + 'static {
+        move |req| match req {
+            RequestBody::Read { min_index, .. } if min_index.is_some_and(|m| m > applied) => {
+                err(ErrorCode::Behind, None)
+            }
+            RequestBody::Read { .. } => {
+                ResponseResult::Ok(ReplyBody::ReadOk { value: Some(value) })
+            }
+            _ if me == leader => ResponseResult::Ok(ReplyBody::WriteOk { index: 7 }),
+            _ => err(ErrorCode::NotLeader, Some(leader)),
+        }
+    }
+
+    fn reads_at(seen: &Mutex<Vec<RequestBody>>) -> Vec<Option<u64>> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter_map(|r| match r {
+                RequestBody::Read { min_index, .. } => Some(*min_index),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn read_call() -> Invocation {
+        Invocation {
+            f: F::Read,
+            key: Some(Key::Int(1)),
+            value: Value::Nil,
+        }
+    }
+
+    fn write_call() -> Invocation {
+        Invocation {
+            f: F::Write,
+            key: Some(Key::Int(1)),
+            value: Value::Int(9),
+        }
+    }
+
+    const T: Duration = Duration::from_secs(2);
+
+    #[tokio::test]
+    async fn ryw_reads_skip_replicas_behind_the_clients_last_write() {
+        // n2 is the leader; n3 (this client's replica) has applied only up to index 3.
+        let (a1, s1) = fake_node(replica(9, 1, "n2", "n1")).await;
+        let (a2, s2) = fake_node(replica(9, 2, "n2", "n2")).await;
+        let (a3, s3) = fake_node(replica(3, 3, "n2", "n3")).await;
+        let nodes = vec![("n1".into(), a1), ("n2".into(), a2), ("n3".into(), a3)];
+        let mut c = RefnodeClient::new(nodes, 2, ReadRouting::Ryw);
+        let before = c.invoke(&read_call(), T).await;
+        assert_eq!((before.kind, before.value), (OpType::Ok, Value::Int(3)));
+        let w = c.invoke(&write_call(), T).await;
+        assert_eq!((w.kind, w.node.as_deref()), (OpType::Ok, Some("n2")));
+        assert_eq!(c.last_write_index(), 7);
+        let after = c.invoke(&read_call(), T).await;
+        assert_eq!(after.kind, OpType::Ok, "{after:?}");
+        assert_eq!(
+            after.node.as_deref(),
+            Some("n1"),
+            "next replica, not the leader"
+        );
+        assert_eq!(reads_at(&s3), vec![None, Some(7)]);
+        assert_eq!(reads_at(&s1), vec![Some(7)]);
+        assert!(reads_at(&s2).is_empty(), "the leader is the last resort");
+    }
+
+    #[tokio::test]
+    async fn ryw_falls_back_to_the_leader_and_fails_definitely_when_all_are_behind() {
+        let (a1, _) = fake_node(replica(0, 1, "n1", "n1")).await;
+        let (a2, _) = fake_node(replica(0, 2, "n1", "n2")).await;
+        let nodes = vec![("n1".into(), a1), ("n2".into(), a2)];
+        let mut c = RefnodeClient::new(nodes, 1, ReadRouting::Ryw);
+        assert_eq!(c.invoke(&write_call(), T).await.kind, OpType::Ok);
+        let r = c.invoke(&read_call(), T).await;
+        assert_eq!(r.kind, OpType::Fail, "{r:?}");
+        assert!(r.error.unwrap().contains("behind"));
+        assert_eq!(r.node.as_deref(), Some("n1"), "the leader was tried last");
+    }
+
+    #[tokio::test]
+    async fn sticky_reads_stay_on_one_replica_and_any_reads_rotate() {
+        let mut addrs = Vec::new();
+        let mut seen = Vec::new();
+        for (k, id) in ["n1", "n2", "n3"].into_iter().enumerate() {
+            let (a, s) = fake_node(replica(0, k as i64, "n1", id)).await;
+            addrs.push((id.to_string(), a));
+            seen.push(s);
+        }
+        let mut sticky = RefnodeClient::new(addrs.clone(), 4, ReadRouting::Sticky);
+        let mut any = RefnodeClient::new(addrs, 4, ReadRouting::Any);
+        let mut sticky_nodes = Vec::new();
+        let mut any_nodes = Vec::new();
+        for _ in 0..4 {
+            sticky_nodes.push(sticky.invoke(&read_call(), T).await.node.unwrap());
+            any_nodes.push(any.invoke(&read_call(), T).await.node.unwrap());
+        }
+        assert_eq!(sticky_nodes, vec!["n2"; 4]);
+        assert_eq!(any_nodes, vec!["n2", "n3", "n1", "n2"]);
+    }
+
+    #[tokio::test]
+    async fn reads_follow_not_tail_redirects_and_remember_the_tail() {
+        let tail_only = |me: &'static str| {
+            move |req: &RequestBody| match req {
+                RequestBody::Read { .. } if me == "n3" => {
+                    ResponseResult::Ok(ReplyBody::ReadOk { value: Some(3) })
+                }
+                RequestBody::Read { .. } => err(ErrorCode::NotTail, Some("n3")),
+                _ => err(ErrorCode::Unavailable, None),
+            }
+        };
+        let (a1, s1) = fake_node(tail_only("n1")).await;
+        let (a2, _) = fake_node(tail_only("n2")).await;
+        let (a3, s3) = fake_node(tail_only("n3")).await;
+        let nodes = vec![("n1".into(), a1), ("n2".into(), a2), ("n3".into(), a3)];
+        let mut c = RefnodeClient::new(nodes.clone(), 0, ReadRouting::Leader);
+        for _ in 0..3 {
+            let r = c.invoke(&read_call(), T).await;
+            assert_eq!((r.kind, r.node.as_deref()), (OpType::Ok, Some("n3")));
+        }
+        assert_eq!(
+            reads_at(&s1).len(),
+            1,
+            "redirected once, then straight to the tail"
+        );
+        assert_eq!(reads_at(&s3).len(), 3);
+        let mut sticky = RefnodeClient::new(nodes, 1, ReadRouting::Sticky);
+        let r = sticky.invoke(&read_call(), T).await;
+        assert_eq!((r.kind, r.node.as_deref()), (OpType::Ok, Some("n3")));
     }
 }

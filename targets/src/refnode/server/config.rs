@@ -6,10 +6,11 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::node::{NodeId, Replication};
+use super::node::{Failover, LogKind, NodeConfig, NodeId, Replication};
 
-/// A reference replicated key-value node of splitbrain: single-leader replication (sync or
-/// async) with naive failover, as in Designing Data-Intensive Applications, chapter 5.
+/// A reference replicated key-value node of splitbrain: single-leader replication (sync,
+/// semi-sync, async or chain) with failover, as in Designing Data-Intensive Applications,
+/// chapter 5.
 ///
 /// Prints `ready <id> <listen-addr>` on stdout once it listens; logs go to --log-file.
 #[derive(Debug, Parser)]
@@ -30,10 +31,20 @@ struct Cli {
     /// File to append the node's log lines to.
     #[arg(long, value_name = "FILE")]
     log_file: PathBuf,
-    /// When the leader acknowledges a write: after every follower has it (sync) or at once
-    /// (async).
+    /// When the leader acknowledges a write: after every follower has it (sync), after one
+    /// synchronous follower has it (semi-sync), at once (async), or after it has passed
+    /// down the chain of nodes in --peers order to the tail (chain; reads at the tail).
     #[arg(long, value_enum)]
     replication: Replication,
+    /// How a follower takes over from a silent leader: the most up-to-date reachable
+    /// follower promotes itself (naive; split brain possible), or a Raft-style majority
+    /// election with majority commit and fencing of a cut-off leader (fenced).
+    #[arg(long, value_enum, default_value_t = Failover::Naive)]
+    failover: Failover,
+    /// What the replication log ships for `exec` statements: the statement, which every
+    /// replica evaluates again (statement), or the value it gave on the leader (logical).
+    #[arg(long = "log", value_enum, default_value_t = LogKind::Logical)]
+    log_kind: LogKind,
     /// The leader of epoch 1 when the data directories are fresh.
     #[arg(long, value_name = "ID")]
     initial_leader: String,
@@ -46,6 +57,22 @@ struct Cli {
     /// How long a sync write waits for every follower before replying `timeout`.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     sync_timeout_ms: u64,
+    /// Start as a new member of a running cluster: with a fresh data directory, follow no
+    /// one (never lead epoch 1 as --initial-leader would) until the leader is heard, then
+    /// catch up from it by snapshot and log. Ignored when the directory holds data.
+    #[arg(long)]
+    join: bool,
+    /// Compact the log into a snapshot once it holds more entries than this.
+    #[arg(
+        long,
+        default_value_t = NodeConfig::COMPACT_AFTER_ENTRIES as u64,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    compact_after_entries: u64,
+    /// This node's wall clock runs this far from the real one (negative: behind); the
+    /// `set-clock` request changes it at run time.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    clock_offset_ms: i64,
 }
 
 /// A validated configuration.
@@ -58,10 +85,15 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub log_file: PathBuf,
     pub replication: Replication,
+    pub failover: Failover,
+    pub log_kind: LogKind,
     pub initial_leader: NodeId,
     pub heartbeat_ms: u64,
     pub failover_timeout_ms: u64,
     pub sync_timeout_ms: u64,
+    pub clock_offset_ms: i64,
+    pub join: bool,
+    pub compact_after_entries: usize,
 }
 
 /// Why the flags did not produce a [`Config`].
@@ -107,6 +139,13 @@ fn validate(cli: Cli) -> Result<Config, String> {
             cli.initial_leader
         ));
     }
+    if cli.clock_offset_ms.unsigned_abs() > super::node::MAX_CLOCK_OFFSET_MS {
+        return Err(format!(
+            "error: --clock-offset-ms {} is beyond +-{} ms",
+            cli.clock_offset_ms,
+            super::node::MAX_CLOCK_OFFSET_MS
+        ));
+    }
     if cli.failover_timeout_ms <= cli.heartbeat_ms {
         return Err(format!(
             "error: --failover-timeout-ms ({}) must exceed --heartbeat-ms ({}), or followers fail over between heartbeats",
@@ -120,10 +159,15 @@ fn validate(cli: Cli) -> Result<Config, String> {
         data_dir: cli.data_dir,
         log_file: cli.log_file,
         replication: cli.replication,
+        failover: cli.failover,
+        log_kind: cli.log_kind,
         initial_leader: cli.initial_leader,
         heartbeat_ms: cli.heartbeat_ms,
         failover_timeout_ms: cli.failover_timeout_ms,
         sync_timeout_ms: cli.sync_timeout_ms,
+        clock_offset_ms: cli.clock_offset_ms,
+        join: cli.join,
+        compact_after_entries: usize::try_from(cli.compact_after_entries).unwrap_or(usize::MAX),
     })
 }
 
@@ -183,6 +227,19 @@ mod tests {
         let c = parse_args(args(&[])).unwrap();
         assert_eq!(c.peers.len(), 2);
         assert_eq!(c.replication, Replication::Sync);
+        assert_eq!(c.failover, Failover::Naive);
+        let c = parse_args(args(&["--failover", "fenced"])).unwrap();
+        assert_eq!(c.failover, Failover::Fenced);
+        assert_eq!(c.log_kind, LogKind::Logical);
+        let c = parse_args(args(&["--log", "statement"])).unwrap();
+        assert_eq!(c.log_kind, LogKind::Statement);
+        assert!(!c.join);
+        assert_eq!(c.compact_after_entries, 10_000);
+        let c = parse_args(args(&["--join", "--compact-after-entries", "5"])).unwrap();
+        assert!(c.join);
+        assert_eq!(c.compact_after_entries, 5);
+        let c = parse_args(args(&["--clock-offset-ms", "-1500"])).unwrap();
+        assert_eq!(c.clock_offset_ms, -1500);
         assert_eq!(
             (c.heartbeat_ms, c.failover_timeout_ms, c.sync_timeout_ms),
             (100, 1000, 1000)
@@ -190,15 +247,26 @@ mod tests {
     }
 
     #[test]
+    fn every_replication_mode_parses_by_its_name() {
+        for mode in ["sync", "semi-sync", "async", "chain"] {
+            let c = parse_args(args(&["--replication", mode])).unwrap();
+            assert_eq!(c.replication.as_str(), mode);
+        }
+    }
+
+    #[test]
     fn bad_flags_give_one_line() {
         let cases: &[(&[&str], &str)] = &[
             (&["--bogus"], "unexpected argument '--bogus'"),
             (&["--replication", "maybe"], "invalid value 'maybe'"),
+            (&["--replication", "semisync"], "semi-sync"),
             (&["--heartbeat-ms", "0"], "--heartbeat-ms"),
             (&["--failover-timeout-ms", "50"], "must exceed"),
             (&["--initial-leader", "n9"], "not in --peers"),
             (&["--peers", "n2=127.0.0.1:1"], "must include this node"),
             (&["--peers", "n1=nowhere"], "bad address"),
+            (&["--clock-offset-ms", "9e9"], "invalid value"),
+            (&["--clock-offset-ms", "-999999999999999"], "is beyond"),
         ];
         for (extra, needle) in cases {
             match parse_args(args(extra)) {

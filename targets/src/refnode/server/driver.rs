@@ -89,8 +89,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let node_cfg = NodeConfig {
         id: cfg.id.clone(),
         peers: peers.iter().map(|(id, _)| id.clone()).collect(),
+        order: cfg.peers.iter().map(|(id, _)| id.clone()).collect(),
         initial_leader: cfg.initial_leader.clone(),
         replication: cfg.replication,
+        failover: cfg.failover,
+        log_kind: cfg.log_kind,
         heartbeat_ms: cfg.heartbeat_ms,
         failover_timeout_ms: cfg.failover_timeout_ms,
         sync_timeout_ms: cfg.sync_timeout_ms,
@@ -98,13 +101,24 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         max_inflight_entries: NodeConfig::MAX_INFLIGHT_ENTRIES,
         resend_after_ms: (cfg.heartbeat_ms * 3).max(50),
         snapshot_resend_ms: (cfg.heartbeat_ms * 10).max(500),
-        compact_after_entries: NodeConfig::COMPACT_AFTER_ENTRIES,
+        compact_after_entries: cfg.compact_after_entries,
         max_uncommitted_entries: NodeConfig::MAX_UNCOMMITTED_ENTRIES,
         seed: seed_for(&cfg.id),
+        wall_base_ms: u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(0),
+        clock_offset_ms: cfg.clock_offset_ms,
+        join: cfg.join,
     };
     logger.log(&format!(
-        "listening on {local}; replication {:?}; peers {}",
-        cfg.replication,
+        "listening on {local}; replication {}; failover {}; log {}; peers {}",
+        cfg.replication.as_str(),
+        cfg.failover.as_str(),
+        cfg.log_kind.as_str(),
         peers
             .iter()
             .map(|(id, addr)| format!("{id}={addr}"))
@@ -251,6 +265,11 @@ impl Core {
                 Persist::Append(entries) => self.storage.append(entries),
                 Persist::Meta(meta) => self.storage.write_meta(meta),
                 Persist::Replace { snapshot, keep } => self.storage.replace(snapshot, keep),
+                Persist::Truncate {
+                    base_index,
+                    base_epoch,
+                    keep,
+                } => self.storage.truncate(*base_index, *base_epoch, keep),
             });
             if let Err(e) = result {
                 // A node that cannot persist must not acknowledge anything: stop here.
@@ -374,12 +393,7 @@ async fn connection(socket: TcpStream, events: mpsc::Sender<Event>) {
 fn malformed(id: u64, message: String) -> Vec<u8> {
     json_line(&Response {
         id,
-        result: ResponseResult::Err(ErrorReply {
-            code: ErrorCode::Malformed,
-            definite: true,
-            message,
-            leader: None,
-        }),
+        result: ResponseResult::Err(ErrorReply::new(ErrorCode::Malformed, true, message)),
     })
 }
 

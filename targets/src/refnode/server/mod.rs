@@ -1,5 +1,6 @@
 //! The `refnode` server: flags ([`config`]), the replication protocol as effect-free handlers
-//! ([`node`]), its durable state ([`state`], [`storage`]), the node's log file ([`logger`]) and
+//! ([`node`]), the statement language of `exec` ([`statement`]), its durable state ([`state`],
+//! [`storage`]), the node's log file ([`logger`]) and
 //! the tokio driver that connects them to sockets, disk and time ([`driver`]).
 
 pub mod config;
@@ -7,6 +8,7 @@ pub mod driver;
 pub mod logger;
 pub mod node;
 pub mod state;
+pub mod statement;
 pub mod storage;
 
 /// Exit code for a user mistake (bad flags, unusable data directory), as everywhere in

@@ -7,9 +7,22 @@
 //! The driver must carry out `persist` before anything else in the same [`Effects`]: replies
 //! and acknowledgements promise durability.
 //!
-//! The design is single-leader replication with naive failover, as *Designing Data-Intensive
-//! Applications* (ch. 5) describes it: the most up-to-date reachable follower promotes itself
-//! with no majority vote, so split brain and discarded writes are possible on purpose.
+//! The design is single-leader replication as *Designing Data-Intensive Applications* (ch. 5)
+//! describes it, every variant a configuration:
+//!
+//! - [`Replication`]: when a write is acknowledged (every follower, one synchronous
+//!   follower, at once) or chain replication, where entries travel head to tail through the
+//!   nodes (each follower relays to its successor) and only the tail reads.
+//! - [`Failover`]: `naive`, where the most up-to-date reachable follower promotes itself with
+//!   no majority vote, so split brain and discarded writes are possible on purpose; or
+//!   `fenced`, Raft's election and majority commit with a leader that steps down when cut
+//!   off, so no acknowledged write is lost.
+//! - [`LogKind`]: whether `exec` statements are shipped as statements (every replica
+//!   evaluates them again: `now()` and `rand()` diverge) or as their results.
+//!
+//! Every node also keeps a settable clock offset, and a node started empty with `join`
+//! catches up from the leader (snapshot tagged with its log position, then the log) instead
+//! of claiming the initial leadership.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -20,27 +33,94 @@ use crate::refnode::protocol::{
 };
 
 use super::state::{Durable, Meta, Registers, RepLog, Snapshot, epoch_at_in_starts};
+use super::statement::Stmt;
 
 pub type NodeId = String;
 
-/// When a leader acknowledges a write.
+/// When a leader acknowledges a write, and which way entries travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Replication {
     /// After every other configured node has persisted and applied it.
     Sync,
+    /// After one synchronous follower has it (the lowest-id follower, replaced by the next
+    /// reachable one when it stays silent for the sync timeout); the others are async.
+    SemiSync,
     /// As soon as the leader itself has persisted and applied it.
     Async,
+    /// Chain replication: entries enter at the head (the leader) and each node forwards
+    /// them to its successor; a write is acknowledged once every node of the chain, so also
+    /// the tail, has applied it, and only the tail serves reads. The leader drops a node that
+    /// stays silent for the failover timeout from the chain and appends it at the tail again
+    /// when it answers.
+    Chain,
+}
+
+impl Replication {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Replication::Sync => "sync",
+            Replication::SemiSync => "semi-sync",
+            Replication::Async => "async",
+            Replication::Chain => "chain",
+        }
+    }
+}
+
+/// What the replication log carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogKind {
+    /// The statement (`exec`): every replica evaluates it when it applies the entry, so
+    /// `now()` and `rand()` make the replicas diverge.
+    Statement,
+    /// The resulting value (row-based): the leader evaluates once, replicas copy.
+    Logical,
+}
+
+impl LogKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogKind::Statement => "statement",
+            LogKind::Logical => "logical",
+        }
+    }
+}
+
+/// How a follower takes over when the leader falls silent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Failover {
+    /// The most up-to-date reachable follower promotes itself, without a majority: a
+    /// partition can leave two leaders (split brain) and acknowledged writes get discarded.
+    Naive,
+    /// Raft-style: a candidate needs a majority of votes for a new epoch, a voter grants
+    /// one vote per epoch and only to a log at least as up to date as its own, entries commit
+    /// once a majority has them, and a leader that cannot hear a majority for the failover
+    /// timeout steps down (fencing), so no acknowledged write is lost.
+    Fenced,
+}
+
+impl Failover {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failover::Naive => "naive",
+            Failover::Fenced => "fenced",
+        }
+    }
 }
 
 /// Everything a node's behaviour depends on besides its inputs.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub id: NodeId,
-    /// The other nodes of the cluster (not this one).
+    /// The other nodes of the cluster (not this one), in configured order.
     pub peers: Vec<NodeId>,
+    /// Every node, this one included, in configured order: the order of the chain (after
+    /// its head, the leader) in chain replication.
+    pub order: Vec<NodeId>,
     /// Leader of epoch 1 when the data directory is fresh.
     pub initial_leader: NodeId,
     pub replication: Replication,
+    pub failover: Failover,
+    pub log_kind: LogKind,
     pub heartbeat_ms: u64,
     /// Silence from the leader after which a follower starts failover (plus up to 50%
     /// jitter, so that two followers rarely act at once).
@@ -62,8 +142,16 @@ pub struct NodeConfig {
     /// Most entries a sync leader holds uncommitted; further writes get `unavailable`
     /// instead of growing the log without bound while a follower is down.
     pub max_uncommitted_entries: u64,
-    /// Seed of the failover jitter.
+    /// Seed of the failover jitter (and of `rand()` in statements).
     pub seed: u64,
+    /// The real wall clock, in ms since the Unix epoch, when `now_ms` was 0: handlers see
+    /// only the monotonic `now_ms`, and the wall clock is derived from it.
+    pub wall_base_ms: u64,
+    /// The clock offset at start (`--clock-offset-ms`); `set-clock` changes it.
+    pub clock_offset_ms: i64,
+    /// With a fresh data directory, join a running cluster (`--join`): follow no one and
+    /// lead nothing until a leader is heard, instead of the initial-leader rule.
+    pub join: bool,
 }
 
 impl NodeConfig {
@@ -91,6 +179,13 @@ pub enum Persist {
     /// Make `snapshot` the base of the log and `keep` the only entries after it.
     Replace {
         snapshot: Snapshot,
+        keep: Vec<Entry>,
+    },
+    /// Make `keep` the whole log after the current snapshot at (`base_index`, `base_epoch`):
+    /// a fenced follower dropping a suffix that conflicts with the leader's log.
+    Truncate {
+        base_index: u64,
+        base_epoch: u64,
         keep: Vec<Entry>,
     },
 }
@@ -123,6 +218,12 @@ struct Progress {
     /// The highest index known to match the leader's log.
     match_index: u64,
     last_reply_ms: u64,
+    /// When anything was last heard from the follower (or leadership began): its liveness,
+    /// for choosing the semi-sync follower and the chain, and for fencing.
+    heard_ms: u64,
+    /// Fenced: the latest send time of an append this follower answered in this epoch,
+    /// which bounds how early it could vote for another leader (the read lease).
+    acked_sent_ms: u64,
     /// When a snapshot was last sent, and at which index.
     snapshot_sent: Option<(u64, u64)>,
     /// This leader's log may hold entries that collide with the follower's (it once
@@ -134,6 +235,10 @@ struct Progress {
 enum WriteKind {
     Write,
     Cas,
+    /// An `exec` whose statement gave `value` on this leader.
+    Exec {
+        value: i64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +268,9 @@ struct Election {
 /// visible without flooding the log.
 const MAX_UNKNOWN_PEERS_LOGGED: usize = 16;
 
+/// A clock offset beyond ten years is a mistake, not a skew.
+pub const MAX_CLOCK_OFFSET_MS: u64 = 10 * 366 * 24 * 3600 * 1000;
+
 /// Examples of discarded entries named in the log line.
 const DISCARDED_EXAMPLES: usize = 5;
 
@@ -186,12 +294,37 @@ pub struct Node {
     /// Writes waiting for commit, in index order (so also in deadline order).
     pending: VecDeque<PendingWrite>,
     next_heartbeat_ms: u64,
+    /// Semi-sync: the follower whose acknowledgement a write waits for.
+    sync_follower: Option<NodeId>,
+    /// Chain replication: the chain from head to tail, as this node (the leader) decided it
+    /// or (a follower) last heard it from the leader; empty when unknown.
+    chain: Vec<NodeId>,
+    /// When this node last heard from the leader directly (chain tail's read lease).
+    leader_heard_ms: Option<u64>,
+    /// The highest commit index the leader (or a relay) announced, beyond what this node
+    /// may hold: a new tail serves reads only once it holds everything committed.
+    known_commit: u64,
+    /// How far this follower's log is known to equal the current leader's (what it may relay
+    /// to its successor in a chain, and report).
+    leader_match: u64,
+    /// Fenced: whom this node voted for in `epoch` (persisted), and the votes it collected
+    /// as a candidate.
+    voted_for: Option<NodeId>,
+    votes: BTreeSet<NodeId>,
+    /// When this node last accepted a message from a leader (or started): a fenced node
+    /// grants no vote within the failover timeout of it.
+    leader_contact_ms: u64,
     // Follower only.
     failover_deadline_ms: u64,
     election: Option<Election>,
     election_round: u64,
     rng: u64,
     unknown_peers_logged: BTreeSet<NodeId>,
+    /// This node's wall clock is the real one plus this.
+    clock_offset_ms: i64,
+    /// Started empty with `join` and has not heard a leader yet: it neither fails over nor
+    /// votes, having nothing to offer and (if it was wiped) no memory of past votes.
+    joining: bool,
 }
 
 impl Node {
@@ -209,10 +342,11 @@ impl Node {
         );
         let mut regs = Registers::from_map(&durable.snapshot.map);
         for e in log.entries() {
-            regs.apply_uncommitted(e.key, e.value);
+            regs.apply_entry(e);
         }
         let commit_index = log.base_index();
         let seed = cfg.seed;
+        let clock_offset_ms = cfg.clock_offset_ms;
         let mut node = Node {
             cfg,
             role: Role::Follower,
@@ -227,19 +361,44 @@ impl Node {
             progress: BTreeMap::new(),
             pending: VecDeque::new(),
             next_heartbeat_ms: now_ms,
+            sync_follower: None,
+            chain: Vec::new(),
+            leader_heard_ms: None,
+            known_commit: commit_index,
+            leader_match: 0,
+            voted_for: None,
+            votes: BTreeSet::new(),
+            leader_contact_ms: now_ms,
             failover_deadline_ms: now_ms,
             election: None,
             election_round: 0,
             rng: seed,
             unknown_peers_logged: BTreeSet::new(),
+            clock_offset_ms,
+            joining: false,
         };
-        if fresh {
+        if fresh && node.cfg.join {
+            // Epoch 0, so that any leader's messages are accepted.
+            node.epoch = 0;
+            node.joining = true;
+            fx.log.push(
+                "fresh data directory: joining the running cluster; waiting to hear from its leader"
+                    .into(),
+            );
+        } else if fresh {
             let initial = node.cfg.initial_leader.clone();
             node.epoch_leader = Some(initial.clone());
             node.leader = Some(initial.clone());
+            if node.cfg.failover == Failover::Fenced {
+                // As if everyone had voted for the initial leader in epoch 1.
+                node.voted_for = Some(initial.clone());
+            }
             if initial == node.cfg.id {
                 node.role = Role::Leader;
                 node.start_leading(now_ms, false);
+                if node.cfg.failover == Failover::Fenced {
+                    node.append_noop(&mut fx);
+                }
                 fx.log
                     .push("fresh data directory: leading epoch 1 as the initial leader".into());
             } else {
@@ -252,12 +411,15 @@ impl Node {
                 epoch: 1,
                 epoch_leader: None,
                 suspect_from: None,
+                voted_for: None,
             });
             // Entries of an epoch prove the node took part in it even if the metadata
             // write did not survive a crash.
             node.epoch = meta.epoch.max(node.log.last_epoch()).max(1);
             node.epoch_leader = meta.epoch_leader;
             node.suspect_from = meta.suspect_from;
+            // The vote belongs to the metadata's epoch only.
+            node.voted_for = meta.voted_for.filter(|_| meta.epoch == node.epoch);
             fx.log.push(format!(
                 "starting as a follower with no leader at epoch {} (last index {}, last epoch {}; the epoch's leader was {}{})",
                 node.epoch,
@@ -291,6 +453,16 @@ impl Node {
             epoch: self.epoch,
             last_index: self.log.last_index(),
             commit_index: self.commit_index,
+            replication: Some(self.cfg.replication.as_str().to_string()),
+            sync_follower: self
+                .sync_follower
+                .clone()
+                .filter(|_| self.role == Role::Leader),
+            chain: self.chain.clone(),
+            failover: Some(self.cfg.failover.as_str().to_string()),
+            log: Some(self.cfg.log_kind.as_str().to_string()),
+            clock_offset_ms: self.clock_offset_ms,
+            wall_clock_ms: 0,
         }
     }
 
@@ -301,20 +473,49 @@ impl Node {
         let mut appended = Vec::new();
         for req in batch {
             let result = match req.body {
-                RequestBody::Read { key } => {
-                    // The leader shows only acknowledged (committed) writes; a follower shows
-                    // whatever it has applied, stale or not.
-                    let value = if self.role == Role::Leader {
-                        self.regs.committed(key)
-                    } else {
-                        self.regs.head(key)
-                    };
-                    Ok(ReplyBody::ReadOk { value })
+                RequestBody::Read {
+                    key,
+                    min_index,
+                    leader_only,
+                } => self.read(key, min_index, leader_only, now_ms),
+                RequestBody::Status => {
+                    let mut status = self.status();
+                    status.wall_clock_ms = self.wall_clock_ms(now_ms);
+                    Ok(ReplyBody::StatusOk(status))
                 }
-                RequestBody::Status => Ok(ReplyBody::StatusOk(self.status())),
+                RequestBody::SetClock { offset_ms } => self.set_clock(offset_ms, now_ms, &mut fx),
+                RequestBody::Exec { key, stmt } => {
+                    match Stmt::parse(&stmt)
+                        .map_err(|e| ErrorReply::new(ErrorCode::Malformed, true, e))
+                    {
+                        Ok(parsed) => match self.admit_write() {
+                            Ok(()) => {
+                                // Against the head, as cas: `add` must see every write
+                                // ordered before it.
+                                let value = self.evaluate(parsed, key, now_ms);
+                                let entry = Entry {
+                                    stmt: (self.cfg.log_kind == LogKind::Statement)
+                                        .then(|| parsed.to_string()),
+                                    ..Entry::write(0, 0, key, value)
+                                };
+                                self.append_write(
+                                    entry,
+                                    req.token,
+                                    WriteKind::Exec { value },
+                                    now_ms,
+                                );
+                                appended.push(req.token);
+                                continue;
+                            }
+                            Err(e) => Err(e),
+                        },
+                        Err(e) => Err(e),
+                    }
+                }
                 RequestBody::Write { key, value } => match self.admit_write() {
                     Ok(()) => {
-                        self.append_write(key, value, req.token, WriteKind::Write, now_ms);
+                        let entry = Entry::write(0, 0, key, value);
+                        self.append_write(entry, req.token, WriteKind::Write, now_ms);
                         appended.push(req.token);
                         continue;
                     }
@@ -323,19 +524,19 @@ impl Node {
                 RequestBody::Cas { key, from, to } => match self.admit_write() {
                     // Against the head, not the committed state: entries apply in log order,
                     // so a cas must see every write ordered before it.
-                    Ok(()) if self.regs.head(key) != Some(from) => Err(ErrorReply {
-                        code: ErrorCode::CasMismatch,
-                        definite: true,
-                        message: format!(
+                    Ok(()) if self.regs.head(key) != Some(from) => Err(ErrorReply::new(
+                        ErrorCode::CasMismatch,
+                        true,
+                        format!(
                             "key {key} holds {}, not {from}",
                             self.regs
                                 .head(key)
                                 .map_or("nothing".to_string(), |v| v.to_string())
                         ),
-                        leader: None,
-                    }),
+                    )),
                     Ok(()) => {
-                        self.append_write(key, to, req.token, WriteKind::Cas, now_ms);
+                        let entry = Entry::write(0, 0, key, to);
+                        self.append_write(entry, req.token, WriteKind::Cas, now_ms);
                         appended.push(req.token);
                         continue;
                     }
@@ -350,9 +551,7 @@ impl Node {
             let first = last + 1 - count as u64;
             fx.persist
                 .push(Persist::Append(self.log.slice(first, last).to_vec()));
-            if self.cfg.replication == Replication::Async || self.cfg.peers.is_empty() {
-                self.advance_commit(last, &mut fx);
-            }
+            self.update_commit(&mut fx);
             for peer in self.cfg.peers.clone() {
                 self.replicate_to(&peer, now_ms, &mut fx);
             }
@@ -383,11 +582,26 @@ impl Node {
                 entries,
                 commit_index,
                 leader_last_index,
+                sent_ms,
+                leader,
+                chain,
             } => {
-                let outcome = if self.observe_leader(from, epoch, now_ms, &mut fx) {
-                    self.accept_entries(
+                // A relayed append speaks for the leader it names.
+                let leader = leader.unwrap_or_else(|| from.to_string());
+                let accepted = self.observe_leader(&leader, epoch, now_ms, &mut fx);
+                let outcome = if accepted {
+                    if leader == from {
+                        self.heard_leader(chain, commit_index, now_ms);
+                    } else if self.chain.is_empty() {
+                        // A relay's view of the chain may be a little behind the
+                        // leader's, but it beats none (a node that just started).
+                        self.chain = chain;
+                    }
+                    let before = self.leader_match;
+                    let outcome = self.accept_entries(
                         from,
                         AppendArgs {
+                            now_ms,
                             epoch,
                             prev_index,
                             prev_epoch,
@@ -396,13 +610,40 @@ impl Node {
                             leader_last_index,
                         },
                         &mut fx,
-                    )
+                    );
+                    self.after_accept(&leader, from, before, now_ms, &mut fx);
+                    outcome
                 } else {
                     self.rejection()
                 };
                 fx.respond = Some(PeerMessage::AppendReply {
                     epoch: self.epoch,
                     outcome,
+                    echo_ms: sent_ms.filter(|_| accepted),
+                });
+            }
+            PeerMessage::Heartbeat {
+                epoch,
+                commit_index,
+                chain,
+            } => {
+                let outcome = if self.observe_leader(from, epoch, now_ms, &mut fx) {
+                    self.heard_leader(chain, commit_index, now_ms);
+                    let commit = commit_index.min(self.leader_match);
+                    if commit > self.commit_index {
+                        self.advance_commit(commit, &mut fx);
+                    }
+                    self.relay(now_ms, &mut fx);
+                    AppendOutcome::Ok {
+                        match_index: self.leader_match,
+                    }
+                } else {
+                    self.rejection()
+                };
+                fx.respond = Some(PeerMessage::AppendReply {
+                    epoch: self.epoch,
+                    outcome,
+                    echo_ms: None,
                 });
             }
             PeerMessage::Snapshot {
@@ -412,9 +653,12 @@ impl Node {
                 map,
                 commit_index,
                 epochs,
+                leader,
             } => {
-                let outcome = if self.observe_leader(from, epoch, now_ms, &mut fx) {
-                    self.install_snapshot(
+                let leader = leader.unwrap_or_else(|| from.to_string());
+                let outcome = if self.observe_leader(&leader, epoch, now_ms, &mut fx) {
+                    let before = self.leader_match;
+                    let outcome = self.install_snapshot(
                         from,
                         epoch,
                         Snapshot {
@@ -425,17 +669,39 @@ impl Node {
                         commit_index,
                         &epochs,
                         &mut fx,
-                    )
+                    );
+                    self.after_accept(&leader, from, before, now_ms, &mut fx);
+                    outcome
                 } else {
                     Some(self.rejection())
                 };
                 fx.respond = outcome.map(|outcome| PeerMessage::AppendReply {
                     epoch: self.epoch,
                     outcome,
+                    echo_ms: None,
                 });
             }
-            PeerMessage::AppendReply { epoch, outcome } => {
-                self.on_append_reply(from, epoch, outcome, now_ms, &mut fx);
+            PeerMessage::AppendReply {
+                epoch,
+                outcome,
+                echo_ms,
+            } => {
+                self.on_append_reply(from, epoch, outcome, echo_ms, now_ms, &mut fx);
+            }
+            PeerMessage::VoteRequest {
+                epoch,
+                last_epoch,
+                last_index,
+            } => {
+                let granted =
+                    self.on_vote_request(from, epoch, (last_epoch, last_index), now_ms, &mut fx);
+                fx.respond = Some(PeerMessage::VoteReply {
+                    epoch: self.epoch,
+                    granted,
+                });
+            }
+            PeerMessage::VoteReply { epoch, granted } => {
+                self.on_vote_reply(from, epoch, granted, now_ms, &mut fx);
             }
             PeerMessage::PositionRequest { round } => {
                 fx.respond = Some(PeerMessage::PositionReply {
@@ -479,7 +745,7 @@ impl Node {
     /// lost, so a leader resends from what the follower acknowledged.
     pub fn on_peer_connected(&mut self, peer: &str, now_ms: u64) -> Effects {
         let mut fx = Effects::default();
-        if self.role == Role::Leader {
+        if self.role == Role::Leader || self.successor().as_deref() == Some(peer) {
             let last = self.log.last_index();
             if let Some(p) = self.progress.get_mut(peer) {
                 p.next_index = resend_point(p.match_index, last);
@@ -492,79 +758,362 @@ impl Node {
         fx
     }
 
-    /// Time passes: heartbeats and resends (leader), sync-write timeouts (leader), failover
+    /// Time passes: heartbeats and resends (leader, chain relays), the choice of the
+    /// semi-sync follower and of the chain (leader), sync-write timeouts (leader), failover
     /// (follower).
     pub fn on_tick(&mut self, now_ms: u64) -> Effects {
         let mut fx = Effects::default();
         match self.role {
             Role::Leader => {
                 self.expire_pending(now_ms, &mut fx);
-                if now_ms >= self.next_heartbeat_ms {
+                if self.cfg.failover == Failover::Fenced && !self.hears_majority(now_ms) {
+                    self.step_down_fenced(now_ms, &mut fx);
+                } else if now_ms >= self.next_heartbeat_ms {
                     self.next_heartbeat_ms = now_ms + self.cfg.heartbeat_ms;
-                    let last = self.log.last_index();
+                    self.choose_sync_follower(now_ms, &mut fx);
+                    self.reconfigure_chain(now_ms, &mut fx);
+                    self.update_commit(&mut fx);
+                    let successor = self.successor();
                     for peer in self.cfg.peers.clone() {
-                        if let Some(p) = self.progress.get_mut(&peer) {
-                            let unacknowledged = p.next_index > p.match_index + 1;
-                            if unacknowledged
-                                && now_ms >= p.last_reply_ms + self.cfg.resend_after_ms
-                            {
-                                p.next_index = resend_point(p.match_index, last);
-                                // Once per silent window, not on every heartbeat.
-                                p.last_reply_ms = now_ms;
-                            }
+                        if self.cfg.replication == Replication::Chain
+                            && successor.as_ref() != Some(&peer)
+                        {
+                            fx.send.push((
+                                peer,
+                                PeerMessage::Heartbeat {
+                                    epoch: self.epoch,
+                                    commit_index: self.commit_index,
+                                    chain: self.chain.clone(),
+                                },
+                            ));
+                            continue;
                         }
+                        self.resend_if_silent(&peer, now_ms);
                         self.replicate_to(&peer, now_ms, &mut fx);
                     }
                 }
             }
-            Role::Follower => match &self.election {
-                Some(el) if now_ms >= el.deadline_ms => self.decide(now_ms, &mut fx),
-                Some(_) => {}
-                None if now_ms >= self.failover_deadline_ms => self.start_election(now_ms, &mut fx),
-                None => {}
-            },
+            Role::Candidate => {
+                if now_ms >= self.failover_deadline_ms {
+                    self.stand_for_election(now_ms, &mut fx);
+                }
+            }
+            Role::Follower => {
+                // A chain relay probes its successor and resends what it did not
+                // acknowledge, as a leader does with its followers.
+                if let Some(next) = self
+                    .successor()
+                    .filter(|_| now_ms >= self.next_heartbeat_ms)
+                {
+                    self.next_heartbeat_ms = now_ms + self.cfg.heartbeat_ms;
+                    if self.progress.contains_key(&next) {
+                        self.resend_if_silent(&next, now_ms);
+                        self.replicate_to(&next, now_ms, &mut fx);
+                    } else {
+                        self.relay(now_ms, &mut fx);
+                    }
+                }
+                self.follower_tick(now_ms, &mut fx);
+            }
         }
         self.finish(&mut fx);
         fx
     }
 
+    fn follower_tick(&mut self, now_ms: u64, fx: &mut Effects) {
+        if self.joining {
+            return;
+        }
+        if self.cfg.failover == Failover::Fenced {
+            if now_ms >= self.failover_deadline_ms {
+                self.stand_for_election(now_ms, fx);
+            }
+            return;
+        }
+        match &self.election {
+            Some(el) if now_ms >= el.deadline_ms => self.decide(now_ms, fx),
+            Some(_) => {}
+            None if now_ms >= self.failover_deadline_ms => self.start_election(now_ms, fx),
+            None => {}
+        }
+    }
+
+    /// Rewinds `peer`'s next index to what it acknowledged when it has been silent for
+    /// the resend interval with entries unacknowledged: they may have been dropped.
+    fn resend_if_silent(&mut self, peer: &str, now_ms: u64) {
+        let last = self.log.last_index();
+        if let Some(p) = self.progress.get_mut(peer) {
+            let unacknowledged = p.next_index > p.match_index + 1;
+            if unacknowledged && now_ms >= p.last_reply_ms + self.cfg.resend_after_ms {
+                p.next_index = resend_point(p.match_index, last);
+                // Once per silent window, not on every heartbeat.
+                p.last_reply_ms = now_ms;
+            }
+        }
+    }
+
     // ---- client writes ----------------------------------------------------------------
 
-    fn admit_write(&self) -> Result<(), ErrorReply> {
-        if self.role != Role::Leader {
-            return Err(ErrorReply {
-                code: ErrorCode::NotLeader,
-                definite: true,
-                message: match &self.leader {
-                    Some(l) => format!("{} is a follower; the leader is {l}", self.cfg.id),
-                    None => format!("{} is a follower and knows no leader", self.cfg.id),
-                },
-                leader: self.leader.clone(),
-            });
+    /// A read of `key` from this node's state. The leader shows only acknowledged
+    /// (committed) writes; a follower shows whatever it has applied, stale or not.
+    fn read(
+        &self,
+        key: i64,
+        min_index: Option<u64>,
+        leader_only: bool,
+        now_ms: u64,
+    ) -> Result<ReplyBody, ErrorReply> {
+        if self.cfg.replication == Replication::Chain {
+            self.may_serve_chain_read(now_ms)?;
+        } else if leader_only && self.role != Role::Leader {
+            return Err(self.not_leader());
         }
-        let uncommitted = self.log.last_index() - self.commit_index;
-        if uncommitted >= self.cfg.max_uncommitted_entries {
-            return Err(ErrorReply {
-                code: ErrorCode::Unavailable,
-                definite: true,
-                message: format!(
-                    "{uncommitted} entries await replication to every follower; refusing more"
+        let applied = self.applied_index();
+        if let Some(min) = min_index.filter(|m| *m > applied) {
+            return Err(ErrorReply::new(
+                ErrorCode::Behind,
+                true,
+                format!(
+                    "{} has applied the log up to index {applied}, not yet {min}",
+                    self.cfg.id
                 ),
-                leader: None,
-            });
+            ));
+        }
+        if self.cfg.failover == Failover::Fenced && self.role == Role::Leader {
+            self.may_serve_fenced_leader_read(now_ms)?;
+        }
+        let value = if self.reads_committed() {
+            self.regs.committed(key)
+        } else {
+            self.regs.head(key)
+        };
+        Ok(ReplyBody::ReadOk { value })
+    }
+
+    /// What `stmt` gives on `key` here and now: this node's head value, wall clock and
+    /// random generator.
+    fn evaluate(&mut self, stmt: Stmt, key: i64, now_ms: u64) -> i64 {
+        let random = if stmt == Stmt::SetRand {
+            self.next_random()
+        } else {
+            0
+        };
+        stmt.eval(self.regs.head(key), self.wall_clock_ms(now_ms), random)
+    }
+
+    /// Appends entries received from the leader (or a relay) and applies them. A statement
+    /// entry is evaluated again here, and this node's log keeps its own result: with
+    /// `now()` or `rand()` that differs from the leader's, which is the point.
+    fn append_received(&mut self, from: &str, entries: &[Entry], now_ms: u64, fx: &mut Effects) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut appended = Vec::with_capacity(entries.len());
+        for e in entries {
+            let mut e = e.clone();
+            if let Some(text) = e.stmt.as_deref() {
+                match Stmt::parse(text) {
+                    Ok(stmt) => e.value = self.evaluate(stmt, e.key, now_ms),
+                    // Cannot happen between refnodes of one version: keep the sender's
+                    // value rather than stall replication.
+                    Err(why) => fx.log.push(format!(
+                        "entry {} from {from}: {why}; applying the sender's value",
+                        e.index
+                    )),
+                }
+            }
+            self.log.push(e.clone());
+            self.regs.apply_entry(&e);
+            appended.push(e);
+        }
+        fx.persist.push(Persist::Append(appended));
+    }
+
+    /// This node's wall clock: the real one plus the offset.
+    pub fn wall_clock_ms(&self, now_ms: u64) -> i64 {
+        i64::try_from(self.cfg.wall_base_ms.saturating_add(now_ms))
+            .unwrap_or(i64::MAX)
+            .saturating_add(self.clock_offset_ms)
+    }
+
+    fn set_clock(
+        &mut self,
+        offset_ms: i64,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<ReplyBody, ErrorReply> {
+        if offset_ms.unsigned_abs() > MAX_CLOCK_OFFSET_MS {
+            return Err(ErrorReply::new(
+                ErrorCode::Malformed,
+                true,
+                format!("clock offset {offset_ms} ms is beyond +-{MAX_CLOCK_OFFSET_MS} ms"),
+            ));
+        }
+        if offset_ms != self.clock_offset_ms {
+            fx.log.push(format!(
+                "clock: offset set to {offset_ms} ms (was {} ms)",
+                self.clock_offset_ms
+            ));
+        }
+        self.clock_offset_ms = offset_ms;
+        Ok(ReplyBody::SetClockOk {
+            offset_ms,
+            wall_clock_ms: self.wall_clock_ms(now_ms),
+        })
+    }
+
+    /// Chain replication reads at the tail only, and only while the tail is sure to hold
+    /// every acknowledged write: it is still in the leader's chain (it heard the leader
+    /// within half the failover timeout, and the leader drops a node only after a whole
+    /// failover timeout of silence) and it holds everything the leader announced committed
+    /// (a node just appended at the tail may still be catching up).
+    fn may_serve_chain_read(&self, now_ms: u64) -> Result<(), ErrorReply> {
+        let tail = self.chain.last();
+        if tail != Some(&self.cfg.id) {
+            let mut e = ErrorReply::new(
+                ErrorCode::NotTail,
+                true,
+                match tail {
+                    Some(t) => format!("{} is not the tail of the chain; {t} is", self.cfg.id),
+                    None => format!("{} knows no chain yet", self.cfg.id),
+                },
+            );
+            e.tail = tail.cloned();
+            return Err(e);
+        }
+        if self.role == Role::Leader {
+            return Ok(());
+        }
+        let lease_ms = self.cfg.failover_timeout_ms / 2;
+        if self.leader_heard_ms.is_none_or(|t| now_ms >= t + lease_ms) {
+            return Err(ErrorReply::new(
+                ErrorCode::Unavailable,
+                true,
+                format!(
+                    "{} is the tail but has not heard from the leader for {lease_ms} ms, so it may have been dropped from the chain",
+                    self.cfg.id
+                ),
+            ));
+        }
+        if self.log.last_index() < self.known_commit {
+            return Err(ErrorReply::new(
+                ErrorCode::Unavailable,
+                true,
+                format!(
+                    "{} joined the chain as its tail and is catching up (index {} of {} committed)",
+                    self.cfg.id,
+                    self.log.last_index(),
+                    self.known_commit
+                ),
+            ));
         }
         Ok(())
     }
 
-    fn append_write(&mut self, key: i64, value: i64, token: u64, kind: WriteKind, now_ms: u64) {
+    /// Whether reads here show the committed state rather than everything applied: a
+    /// leader shows only what it acknowledged; a fenced follower only what is committed
+    /// (its uncommitted suffix may still be replaced); a chain tail what it applied, which
+    /// the leader acknowledges once the tail has it.
+    fn reads_committed(&self) -> bool {
+        self.role == Role::Leader
+            || (self.cfg.failover == Failover::Fenced && self.cfg.replication != Replication::Chain)
+    }
+
+    /// The last log index whose effect a read at this node shows.
+    fn applied_index(&self) -> u64 {
+        if self.reads_committed() {
+            self.commit_index
+        } else {
+            self.log.last_index()
+        }
+    }
+
+    /// A fenced leader reads only while it is sure no other leader can have been elected:
+    /// it has committed an entry of its own epoch (so it holds every committed write), and a
+    /// majority answered an append it sent within the lease (3/4 of the failover timeout;
+    /// each of them refuses votes for a whole failover timeout after hearing from it).
+    fn may_serve_fenced_leader_read(&self, now_ms: u64) -> Result<(), ErrorReply> {
+        if self.log.epoch_at(self.commit_index) != Some(self.epoch) {
+            return Err(ErrorReply::new(
+                ErrorCode::Unavailable,
+                true,
+                format!(
+                    "{} leads epoch {} but has not committed an entry of it yet",
+                    self.cfg.id, self.epoch
+                ),
+            ));
+        }
+        if !self.lease_holds(now_ms) {
+            return Err(ErrorReply::new(
+                ErrorCode::Unavailable,
+                true,
+                format!(
+                    "{} cannot confirm that it still leads: no majority answered within the lease",
+                    self.cfg.id
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn lease_holds(&self, now_ms: u64) -> bool {
+        let mut acked: Vec<u64> = self
+            .cfg
+            .peers
+            .iter()
+            .map(|p| self.progress.get(p).map_or(0, |p| p.acked_sent_ms))
+            .collect();
+        acked.push(now_ms);
+        acked.sort_unstable_by(|a, b| b.cmp(a));
+        let confirmed_ms = acked[self.majority() - 1];
+        now_ms < confirmed_ms + self.cfg.failover_timeout_ms * 3 / 4
+    }
+
+    /// How many nodes make a majority of the whole cluster.
+    fn majority(&self) -> usize {
+        let nodes = self.cfg.peers.len() + 1;
+        nodes / 2 + 1
+    }
+
+    fn not_leader(&self) -> ErrorReply {
+        let mut e = ErrorReply::new(
+            ErrorCode::NotLeader,
+            true,
+            match &self.leader {
+                Some(l) => format!("{} is not the leader; {l} is", self.cfg.id),
+                None => format!("{} is not the leader and knows no leader", self.cfg.id),
+            },
+        );
+        e.leader = self.leader.clone();
+        e
+    }
+
+    fn admit_write(&self) -> Result<(), ErrorReply> {
+        if self.role != Role::Leader {
+            return Err(self.not_leader());
+        }
+        let uncommitted = self.log.last_index() - self.commit_index;
+        if uncommitted >= self.cfg.max_uncommitted_entries {
+            return Err(ErrorReply::new(
+                ErrorCode::Unavailable,
+                true,
+                format!("{uncommitted} entries await replication to every follower; refusing more"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Appends `entry` (its position and epoch filled in here) as a client's write.
+    fn append_write(&mut self, entry: Entry, token: u64, kind: WriteKind, now_ms: u64) {
         let index = self.log.last_index() + 1;
         self.log.push(Entry {
             index,
             epoch: self.epoch,
-            key,
-            value,
+            ..entry
         });
-        self.regs.apply_uncommitted(key, value);
+        if let Some(e) = self.log.get(index) {
+            self.regs.apply_entry(e);
+        }
         self.pending.push_back(PendingWrite {
             index,
             token,
@@ -583,32 +1132,284 @@ impl Node {
                 .log
                 .get(index)
                 .expect("entries after the commit index are never compacted");
-            self.regs.commit(entry.key, entry.value);
+            self.regs.commit_entry(entry);
             self.commit_index = index;
         }
+        let limit = self.ack_limit();
         while let Some(w) = self.pending.front() {
-            if w.index > self.commit_index {
+            if w.index > limit {
                 break;
             }
+            let index = w.index;
             let reply = match w.kind {
-                WriteKind::Write => ReplyBody::WriteOk,
-                WriteKind::Cas => ReplyBody::CasOk,
+                WriteKind::Write => ReplyBody::WriteOk { index },
+                WriteKind::Cas => ReplyBody::CasOk { index },
+                WriteKind::Exec { value } => ReplyBody::ExecOk { value, index },
             };
             fx.replies.push((w.token, ResponseResult::Ok(reply)));
             self.pending.pop_front();
         }
     }
 
-    fn advance_commit_sync(&mut self, fx: &mut Effects) {
+    /// The highest index the replication mode lets the leader acknowledge: what the
+    /// followers it waits for all have.
+    fn mode_index(&self) -> u64 {
         let last = self.log.last_index();
-        let everyone = self
+        let matched = |p: &NodeId| self.progress.get(p).map_or(0, |p| p.match_index);
+        if self.cfg.peers.is_empty() {
+            return last;
+        }
+        match self.cfg.replication {
+            Replication::Async => last,
+            Replication::Sync => self.cfg.peers.iter().map(matched).min().unwrap_or(last),
+            Replication::SemiSync => self.sync_follower.as_ref().map_or(0, matched),
+            Replication::Chain => self
+                .chain
+                .iter()
+                .filter(|p| **p != self.cfg.id)
+                .map(matched)
+                .min()
+                .unwrap_or(last),
+        }
+    }
+
+    /// Leader: commits what the failover strategy allows (naive: what the replication mode
+    /// waits for; fenced: what a majority has) and acknowledges what the mode allows.
+    fn update_commit(&mut self, fx: &mut Effects) {
+        if self.role == Role::Leader {
+            let index = match self.cfg.failover {
+                Failover::Naive => self.mode_index(),
+                Failover::Fenced => self.majority_index(),
+            };
+            self.advance_commit(index, fx);
+        }
+    }
+
+    /// Fenced: the highest index a majority (this node included) holds, if it is of this
+    /// leader's epoch; entries of earlier epochs commit only beneath one of its own (Raft
+    /// §5.4.2), else a majority could still hold them and lose them to a newer leader.
+    fn majority_index(&self) -> u64 {
+        let mut matched: Vec<u64> = self
             .cfg
             .peers
             .iter()
             .map(|p| self.progress.get(p).map_or(0, |p| p.match_index))
-            .min()
-            .unwrap_or(last);
-        self.advance_commit(everyone, fx);
+            .collect();
+        matched.push(self.log.last_index());
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let index = matched[self.majority() - 1];
+        if index > self.commit_index && self.log.epoch_at(index) == Some(self.epoch) {
+            index
+        } else {
+            self.commit_index
+        }
+    }
+
+    /// The highest index whose write may be acknowledged: the commit index, and in fenced
+    /// mode also no further than the replication mode waits for (sync: every follower).
+    fn ack_limit(&self) -> u64 {
+        if self.cfg.failover == Failover::Fenced && self.role == Role::Leader {
+            self.commit_index.min(self.mode_index())
+        } else {
+            self.commit_index
+        }
+    }
+
+    /// Semi-sync: keeps the synchronous follower while it answers; when it has been silent
+    /// for the sync timeout, makes the lowest-id follower that did answer within it the
+    /// synchronous one (and logs the switch). With none answering, writes wait (and time
+    /// out) rather than fall back to async.
+    fn choose_sync_follower(&mut self, now_ms: u64, fx: &mut Effects) {
+        if self.cfg.replication != Replication::SemiSync {
+            return;
+        }
+        let timeout = self.cfg.sync_timeout_ms;
+        let heard = |p: &NodeId| self.progress.get(p).map_or(0, |p| p.heard_ms);
+        let current = self.sync_follower.clone();
+        if let Some(c) = &current {
+            if now_ms < heard(c) + timeout {
+                return;
+            }
+        }
+        let mut live: Vec<&NodeId> = self
+            .cfg
+            .peers
+            .iter()
+            .filter(|p| Some(*p) != current.as_ref() && now_ms < heard(p) + timeout)
+            .collect();
+        live.sort_by(|a, b| id_cmp(a, b));
+        let Some(next) = live.first().map(|p| (*p).clone()) else {
+            return;
+        };
+        fx.log.push(match &current {
+            Some(c) => format!(
+                "semi-sync: {c} has not answered for {} ms; {next} is now the synchronous follower",
+                now_ms - heard(c)
+            ),
+            None => format!("semi-sync: {next} is now the synchronous follower"),
+        });
+        self.sync_follower = Some(next);
+    }
+
+    /// Chain: drops members silent for the failover timeout and appends nodes that answer
+    /// again at the tail, logging every change. Writes in flight stay pending: they commit
+    /// once every member of the new chain has them.
+    fn reconfigure_chain(&mut self, now_ms: u64, fx: &mut Effects) {
+        if self.cfg.replication != Replication::Chain {
+            return;
+        }
+        let timeout = self.cfg.failover_timeout_ms;
+        let alive = |p: &NodeId| {
+            self.progress
+                .get(p)
+                .is_some_and(|p| now_ms < p.heard_ms + timeout)
+        };
+        let mut chain = vec![self.cfg.id.clone()];
+        let mut dropped = Vec::new();
+        for n in self.chain.iter().skip(1) {
+            if alive(n) {
+                chain.push(n.clone());
+            } else {
+                dropped.push(n.clone());
+            }
+        }
+        let mut joined = Vec::new();
+        for n in self.chain_order() {
+            if !self.chain.contains(&n) && alive(&n) {
+                chain.push(n.clone());
+                joined.push(n);
+            }
+        }
+        if chain == self.chain {
+            return;
+        }
+        let mut why = Vec::new();
+        if !dropped.is_empty() {
+            why.push(format!(
+                "dropped {} (silent for the failover timeout of {timeout} ms)",
+                dropped.join(", ")
+            ));
+        }
+        if !joined.is_empty() {
+            why.push(format!("{} rejoined at the tail", joined.join(", ")));
+        }
+        fx.log.push(format!(
+            "chain: {} ({})",
+            chain.join(" -> "),
+            why.join("; ")
+        ));
+        let old_successor = self.successor();
+        self.chain = chain;
+        let last = self.log.last_index();
+        if let Some(next) = self
+            .successor()
+            .filter(|n| Some(n) != old_successor.as_ref())
+        {
+            if let Some(p) = self.progress.get_mut(&next) {
+                p.next_index = resend_point(p.match_index, last);
+                p.snapshot_sent = None;
+            }
+            self.replicate_to(&next, now_ms, fx);
+        }
+    }
+
+    /// The chain a new leader starts with: itself, then every other node in configured
+    /// order, going round (so with n2 leading, `n2 -> n3 -> n1`).
+    fn chain_order(&self) -> Vec<NodeId> {
+        let me = self
+            .cfg
+            .order
+            .iter()
+            .position(|n| *n == self.cfg.id)
+            .unwrap_or(0);
+        let n = self.cfg.order.len();
+        (1..n)
+            .map(|k| self.cfg.order[(me + k) % n].clone())
+            .filter(|p| self.cfg.peers.contains(p))
+            .collect()
+    }
+
+    /// Chain: the node after this one in the chain, which this node feeds.
+    fn successor(&self) -> Option<NodeId> {
+        if self.cfg.replication != Replication::Chain {
+            return None;
+        }
+        let me = self.chain.iter().position(|n| *n == self.cfg.id)?;
+        self.chain.get(me + 1).cloned()
+    }
+
+    /// A message from the leader itself: it is alive and says what the chain is.
+    fn heard_leader(&mut self, chain: Vec<NodeId>, commit_index: u64, now_ms: u64) {
+        self.leader_heard_ms = Some(now_ms);
+        self.known_commit = self.known_commit.max(commit_index);
+        if !chain.is_empty() && chain != self.chain {
+            self.chain = chain;
+        }
+    }
+
+    /// After a follower accepted entries or a snapshot: a chain relay passes them on, and
+    /// reports its new position to the leader, which counts every member's position (the
+    /// successor of the leader answers it directly anyway).
+    fn after_accept(
+        &mut self,
+        leader: &str,
+        from: &str,
+        before: u64,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) {
+        if self.cfg.replication != Replication::Chain {
+            return;
+        }
+        if self.leader_match > before && from != leader {
+            fx.send.push((
+                leader.to_string(),
+                PeerMessage::AppendReply {
+                    epoch: self.epoch,
+                    outcome: AppendOutcome::Ok {
+                        match_index: self.leader_match,
+                    },
+                    echo_ms: None,
+                },
+            ));
+        }
+        self.relay(now_ms, fx);
+    }
+
+    /// Chain relay: sends the successor what it lacks of the part of this node's log that
+    /// matches the leader's, (re)starting its progress when the successor changed.
+    fn relay(&mut self, now_ms: u64, fx: &mut Effects) {
+        if self.role != Role::Follower {
+            return;
+        }
+        let Some(next) = self.successor() else {
+            self.progress.clear();
+            return;
+        };
+        if !self.progress.contains_key(&next) {
+            self.progress.clear();
+            self.progress.insert(
+                next.clone(),
+                Progress {
+                    next_index: self.leader_match + 1,
+                    match_index: 0,
+                    last_reply_ms: now_ms,
+                    heard_ms: now_ms,
+                    acked_sent_ms: 0,
+                    snapshot_sent: None,
+                    snapshot_only: false,
+                },
+            );
+            self.replicate_to(&next, now_ms, fx);
+            return;
+        }
+        let pending = self
+            .progress
+            .get(&next)
+            .is_some_and(|p| p.next_index <= self.leader_match);
+        if pending {
+            self.replicate_to(&next, now_ms, fx);
+        }
     }
 
     fn expire_pending(&mut self, now_ms: u64, fx: &mut Effects) {
@@ -618,15 +1419,14 @@ impl Node {
             }
             fx.replies.push((
                 w.token,
-                ResponseResult::Err(ErrorReply {
-                    code: ErrorCode::Timeout,
-                    definite: false,
-                    message: format!(
+                ResponseResult::Err(ErrorReply::new(
+                    ErrorCode::Timeout,
+                    false,
+                    format!(
                         "not every follower acknowledged index {} within {} ms; the write is in the leader's log and may still take effect",
                         w.index, self.cfg.sync_timeout_ms
                     ),
-                    leader: None,
-                }),
+                )),
             ));
             self.pending.pop_front();
         }
@@ -636,15 +1436,14 @@ impl Node {
         for w in self.pending.drain(..) {
             fx.replies.push((
                 w.token,
-                ResponseResult::Err(ErrorReply {
-                    code: ErrorCode::Timeout,
-                    definite: false,
-                    message: format!(
+                ResponseResult::Err(ErrorReply::new(
+                    ErrorCode::Timeout,
+                    false,
+                    format!(
                         "the leader stepped down before index {} was replicated; the write may still take effect",
                         w.index
                     ),
-                    leader: None,
-                }),
+                )),
             ));
         }
     }
@@ -690,6 +1489,8 @@ impl Node {
                         next_index: last + 1,
                         match_index: 0,
                         last_reply_ms: now_ms,
+                        heard_ms: now_ms,
+                        acked_sent_ms: 0,
                         snapshot_sent: None,
                         snapshot_only,
                     },
@@ -698,14 +1499,36 @@ impl Node {
             .collect();
         self.pending.clear();
         self.next_heartbeat_ms = now_ms;
+        self.sync_follower = self
+            .cfg
+            .peers
+            .iter()
+            .min_by(|a, b| id_cmp(a, b))
+            .cloned()
+            .filter(|_| self.cfg.replication == Replication::SemiSync);
+        self.chain.clear();
+        if self.cfg.replication == Replication::Chain {
+            self.chain.push(self.cfg.id.clone());
+            self.chain.extend(self.chain_order());
+        }
     }
 
     /// Sends `peer` the entries it lacks (at most `max_inflight_entries` beyond what it
     /// acknowledged), or a bare heartbeat, or a snapshot when its log cannot be repaired by
     /// entries.
     fn replicate_to(&mut self, peer: &str, now_ms: u64, fx: &mut Effects) {
-        let last = self.log.last_index();
-        let last_epoch = self.log.last_epoch();
+        // Chain: entries go to the successor only; the others hear heartbeats on ticks.
+        if self.cfg.replication == Replication::Chain && self.successor().as_deref() != Some(peer) {
+            return;
+        }
+        let relaying = self.role != Role::Leader;
+        // A relay passes on only what it knows to be the leader's.
+        let last = if relaying {
+            self.leader_match.min(self.log.last_index())
+        } else {
+            self.log.last_index()
+        };
+        let last_epoch = self.log.epoch_at(last).unwrap_or(0);
         let Some(p) = self.progress.get(peer) else {
             return;
         };
@@ -720,8 +1543,10 @@ impl Node {
             } else {
                 // Still a heartbeat, so the follower does not fail over while the snapshot
                 // is on its way; its mismatch answer is ignored meanwhile.
-                fx.send
-                    .push((peer.to_string(), self.append_msg(last, last_epoch, vec![])));
+                fx.send.push((
+                    peer.to_string(),
+                    self.append_msg(last, last_epoch, vec![], now_ms),
+                ));
             }
             return;
         };
@@ -736,24 +1561,54 @@ impl Node {
         }
         fx.send.push((
             peer.to_string(),
-            self.append_msg(prev_index, prev_epoch, entries),
+            self.append_msg(prev_index, prev_epoch, entries, now_ms),
         ));
     }
 
-    fn append_msg(&self, prev_index: u64, prev_epoch: u64, entries: Vec<Entry>) -> PeerMessage {
+    fn append_msg(
+        &self,
+        prev_index: u64,
+        prev_epoch: u64,
+        entries: Vec<Entry>,
+        now_ms: u64,
+    ) -> PeerMessage {
+        let leads = self.role == Role::Leader;
         PeerMessage::Append {
             epoch: self.epoch,
             prev_index,
             prev_epoch,
             entries,
             commit_index: self.commit_index,
-            leader_last_index: self.log.last_index(),
+            leader_last_index: if leads {
+                self.log.last_index()
+            } else {
+                self.leader_match
+            },
+            sent_ms: (leads && self.cfg.failover == Failover::Fenced).then_some(now_ms),
+            leader: if leads { None } else { self.leader.clone() },
+            chain: self.chain.clone(),
         }
     }
 
     fn send_snapshot(&mut self, peer: &str, now_ms: u64, fx: &mut Effects) {
-        let index = self.log.last_index();
-        let map = self.regs.head_map();
+        // Fenced: the committed state, so a follower's readers never see uncommitted writes
+        // that a newer leader might replace; the entries after it follow by appends.
+        let fenced = self.cfg.failover == Failover::Fenced;
+        if !fenced && self.role != Role::Leader && self.leader_match != self.log.last_index() {
+            // A chain relay's snapshot of its head would carry entries the leader may not
+            // have: wait until its predecessor confirms them.
+            return;
+        }
+        let index = if fenced {
+            self.commit_index
+        } else {
+            self.log.last_index()
+        };
+        let map = if fenced {
+            self.regs.committed_map()
+        } else {
+            self.regs.head_map()
+        };
         fx.log.push(format!(
             "sending {peer} a snapshot at index {index} ({} keys)",
             map.len()
@@ -763,10 +1618,15 @@ impl Node {
             PeerMessage::Snapshot {
                 epoch: self.epoch,
                 index,
-                index_epoch: self.log.last_epoch(),
+                index_epoch: self.log.epoch_at(index).unwrap_or(0),
                 map,
                 commit_index: self.commit_index,
                 epochs: self.log.epoch_starts(),
+                leader: if self.role == Role::Leader {
+                    None
+                } else {
+                    self.leader.clone()
+                },
             },
         ));
         if let Some(p) = self.progress.get_mut(peer) {
@@ -780,6 +1640,7 @@ impl Node {
         from: &str,
         epoch: u64,
         outcome: AppendOutcome,
+        echo_ms: Option<u64>,
         now_ms: u64,
         fx: &mut Effects,
     ) {
@@ -798,16 +1659,27 @@ impl Node {
             );
             return;
         }
-        if self.role != Role::Leader || epoch < self.epoch {
-            // An answer to a message from an earlier leadership of ours.
+        let feeds_it = self.role == Role::Leader || self.successor().as_deref() == Some(from);
+        if !feeds_it || epoch < self.epoch {
+            // An answer to a message from an earlier leadership (or chain position) of ours.
             return;
         }
-        let last = self.log.last_index();
+        let last = if self.role == Role::Leader {
+            self.log.last_index()
+        } else {
+            self.leader_match.min(self.log.last_index())
+        };
         let resend_ms = self.cfg.snapshot_resend_ms;
         let Some(p) = self.progress.get_mut(from) else {
             return;
         };
         p.last_reply_ms = now_ms;
+        p.heard_ms = now_ms;
+        if !matches!(outcome, AppendOutcome::StaleEpoch { .. }) {
+            // It accepts this epoch's leader: no vote for another before this append's
+            // send time plus a failover timeout.
+            p.acked_sent_ms = p.acked_sent_ms.max(echo_ms.unwrap_or(0));
+        }
         match outcome {
             AppendOutcome::Ok { match_index } => {
                 if match_index > last {
@@ -823,9 +1695,7 @@ impl Node {
                     p.snapshot_sent = None;
                 }
                 let more = p.next_index <= last;
-                if self.cfg.replication == Replication::Sync {
-                    self.advance_commit_sync(fx);
-                }
+                self.update_commit(fx);
                 if more {
                     self.replicate_to(from, now_ms, fx);
                 }
@@ -854,7 +1724,8 @@ impl Node {
             }
             AppendOutcome::StaleEpoch { leader } => {
                 // Same epoch: the follower follows another leader of this epoch.
-                if let Some(other) = leader.filter(|l| id_cmp(l, &self.cfg.id).is_lt()) {
+                let leads = self.role == Role::Leader;
+                if let Some(other) = leader.filter(|l| leads && id_cmp(l, &self.cfg.id).is_lt()) {
                     fx.log.push(format!(
                         "{other} also leads epoch {epoch} and has the lower id: stepping down"
                     ));
@@ -905,6 +1776,19 @@ impl Node {
             self.election = None;
             self.arm_failover(now_ms);
         }
+        self.leader_contact_ms = now_ms;
+        if self.joining {
+            self.joining = false;
+            fx.log.push(format!(
+                "joined: following {from} at epoch {}; catching up from it",
+                self.epoch
+            ));
+            if self.cfg.failover == Failover::Fenced {
+                // A wiped node forgot whom it voted for; counting the leader it follows as
+                // its vote keeps it from electing a second leader in this epoch.
+                self.voted_for = Some(from.to_string());
+            }
+        }
         true
     }
 
@@ -915,6 +1799,9 @@ impl Node {
     }
 
     fn accept_entries(&mut self, from: &str, a: AppendArgs, fx: &mut Effects) -> AppendOutcome {
+        if self.cfg.failover == Failover::Fenced {
+            return self.accept_entries_fenced(from, a, fx);
+        }
         let last = self.log.last_index();
         let mismatch = |log: &RepLog, diverged: bool| AppendOutcome::Mismatch {
             last_index: log.last_index(),
@@ -957,14 +1844,9 @@ impl Node {
                 return mismatch(&self.log, true);
             }
         }
-        let new: Vec<Entry> = a.entries[first_new..].to_vec();
-        for e in &new {
-            self.log.push(e.clone());
-            self.regs.apply_uncommitted(e.key, e.value);
-        }
-        if !new.is_empty() {
-            fx.persist.push(Persist::Append(new));
-        }
+        self.append_received(from, &a.entries[first_new..], a.now_ms, fx);
+        self.leader_match = self.leader_match.max(matched);
+        self.known_commit = self.known_commit.max(a.commit_index);
         let commit = a.commit_index.min(matched);
         if commit > self.commit_index {
             self.advance_commit(commit, fx);
@@ -973,6 +1855,107 @@ impl Node {
         AppendOutcome::Ok {
             match_index: matched,
         }
+    }
+
+    /// Raft's log matching, for fenced failover: entries that conflict with the leader's
+    /// (same index, other epoch) are dropped with everything after them, which is safe
+    /// because only uncommitted entries can conflict. A mismatch answers with this node's
+    /// commit index: there its log certainly equals the leader's (every leader holds every
+    /// committed entry), so the leader resends from there, or sends a snapshot when it has
+    /// compacted beyond it, which then lies at or after this node's commit index and never
+    /// takes back state a reader has seen.
+    fn accept_entries_fenced(
+        &mut self,
+        from: &str,
+        a: AppendArgs,
+        fx: &mut Effects,
+    ) -> AppendOutcome {
+        let commit = self.commit_index;
+        let mismatch = |log: &RepLog| AppendOutcome::Mismatch {
+            last_index: commit,
+            last_epoch: log.epoch_at(commit).unwrap_or(0),
+            diverged: false,
+        };
+        if !well_formed(&a) {
+            fx.log.push(format!(
+                "ignoring a malformed append from {from} (after index {})",
+                a.prev_index
+            ));
+            return mismatch(&self.log);
+        }
+        if a.prev_index > self.log.last_index()
+            || a.prev_index < self.log.base_index()
+            || self.log.epoch_at(a.prev_index) != Some(a.prev_epoch)
+        {
+            return mismatch(&self.log);
+        }
+        let mut first_new = a.entries.len();
+        for (k, e) in a.entries.iter().enumerate() {
+            match self.log.epoch_at(e.index) {
+                Some(mine) if mine == e.epoch => {}
+                Some(mine) => {
+                    if e.index <= self.commit_index {
+                        // Two logs disagree on a committed entry: the protocol is broken.
+                        fx.log.push(format!(
+                            "refusing to replace committed entry {} (epoch {mine}) with one of epoch {} from {from}",
+                            e.index, e.epoch
+                        ));
+                        return mismatch(&self.log);
+                    }
+                    self.truncate_from(e.index, fx);
+                    first_new = k;
+                    break;
+                }
+                None => {
+                    first_new = k;
+                    break;
+                }
+            }
+        }
+        self.append_received(from, &a.entries[first_new..], a.now_ms, fx);
+        let matched = a.prev_index + a.entries.len() as u64;
+        self.leader_match = self.leader_match.max(matched);
+        self.known_commit = self.known_commit.max(a.commit_index);
+        // Only up to what this message vouches for: entries beyond it may be another
+        // epoch's leftovers.
+        let commit = a.commit_index.min(matched);
+        if commit > self.commit_index {
+            self.advance_commit(commit, fx);
+        }
+        self.maybe_compact(fx);
+        AppendOutcome::Ok {
+            match_index: matched,
+        }
+    }
+
+    /// Drops this follower's entries from `index` on (all uncommitted) and says which.
+    fn truncate_from(&mut self, index: u64, fx: &mut Effects) {
+        let dropped: Vec<String> = self
+            .log
+            .slice(index, self.log.last_index())
+            .iter()
+            .take(DISCARDED_EXAMPLES)
+            .map(describe_entry)
+            .collect();
+        let count = self.log.last_index() + 1 - index;
+        fx.log.push(format!(
+            "dropping {count} uncommitted entries from index {index} that conflict with the leader's log: {}",
+            dropped.join(", ")
+        ));
+        self.log.truncate_from(index);
+        self.leader_match = self.leader_match.min(index - 1);
+        // A chain successor may hold what was dropped: start it over.
+        self.progress.clear();
+        let after_commit = self
+            .log
+            .slice(self.commit_index + 1, self.log.last_index())
+            .to_vec();
+        self.regs.rebuild_uncommitted(&after_commit);
+        fx.persist.push(Persist::Truncate {
+            base_index: self.log.base_index(),
+            base_epoch: self.log.base_epoch(),
+            keep: self.log.entries().to_vec(),
+        });
     }
 
     /// Replaces state and log with the leader's snapshot, unless this node already holds
@@ -994,6 +1977,10 @@ impl Node {
             return None;
         }
         let index = snapshot.index;
+        if self.cfg.failover == Failover::Fenced && index <= self.commit_index {
+            // A fenced snapshot holds committed state only, and this node already has it.
+            return Some(AppendOutcome::Ok { match_index: index });
+        }
         let already_have = self.suspect_from.is_none()
             && self.log.epoch_at(index) == Some(snapshot.epoch)
             && self.log.epoch_at(index + 1).is_none_or(|e| e >= epoch);
@@ -1002,6 +1989,8 @@ impl Node {
             if commit_index.min(index) > self.commit_index {
                 self.advance_commit(commit_index.min(index), fx);
             }
+            self.leader_match = self.leader_match.max(index);
+            self.known_commit = self.known_commit.max(commit_index);
             return Some(AppendOutcome::Ok { match_index: index });
         }
         let (discarded, examples) = self.discarded_by(index, epochs);
@@ -1019,6 +2008,8 @@ impl Node {
         self.regs = Registers::from_map(&snapshot.map);
         self.commit_index = index;
         self.suspect_from = None;
+        self.leader_match = index;
+        self.known_commit = self.known_commit.max(commit_index);
         fx.persist.push(Persist::Replace {
             snapshot,
             keep: Vec::new(),
@@ -1040,10 +2031,7 @@ impl Node {
             if gone {
                 count += 1;
                 if examples.len() < DISCARDED_EXAMPLES {
-                    examples.push(format!(
-                        "[index {} epoch {} key {} value {}]",
-                        e.index, e.epoch, e.key, e.value
-                    ));
+                    examples.push(describe_entry(e));
                 }
             }
         }
@@ -1076,6 +2064,10 @@ impl Node {
     ) {
         let was_leader = self.role == Role::Leader;
         let changed = epoch != self.epoch || leader != self.leader;
+        if epoch > self.epoch {
+            // A vote is for one epoch.
+            self.voted_for = None;
+        }
         self.epoch = self.epoch.max(epoch);
         self.epoch_leader = leader.clone();
         self.leader = leader;
@@ -1083,8 +2075,15 @@ impl Node {
         self.election = None;
         self.arm_failover(now_ms);
         let leader_name = self.leader.as_deref().unwrap_or("unknown").to_string();
-        if was_leader {
+        if changed || was_leader {
+            // What this node knew of the old leader's log, chain and lease is void.
+            self.leader_match = 0;
+            self.leader_heard_ms = None;
+            self.chain.clear();
             self.progress.clear();
+            self.sync_follower = None;
+        }
+        if was_leader {
             self.fail_pending(fx);
             fx.log.push(format!(
                 "role: leader -> follower at epoch {} (leader {leader_name}): {why}",
@@ -1213,6 +2212,201 @@ impl Node {
         }
     }
 
+    // ---- fenced failover: Raft's election ---------------------------------------------------
+
+    /// No leader heard (or no majority of votes) within the failover timeout: stand for the
+    /// next epoch, voting for itself.
+    fn stand_for_election(&mut self, now_ms: u64, fx: &mut Effects) {
+        let me = self.cfg.id.clone();
+        self.epoch += 1;
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.epoch_leader = None;
+        self.voted_for = Some(me.clone());
+        self.votes = BTreeSet::from([me]);
+        self.leader_match = 0;
+        self.leader_heard_ms = None;
+        self.chain.clear();
+        self.progress.clear();
+        self.arm_failover(now_ms);
+        fx.log.push(format!(
+            "failover (fenced): no leader for the failover timeout; standing for epoch {} (last epoch {}, last index {}), asking {} peers for votes",
+            self.epoch,
+            self.log.last_epoch(),
+            self.log.last_index(),
+            self.cfg.peers.len()
+        ));
+        if self.votes.len() >= self.majority() {
+            self.win_election(now_ms, fx);
+            return;
+        }
+        for peer in &self.cfg.peers {
+            fx.send.push((
+                peer.clone(),
+                PeerMessage::VoteRequest {
+                    epoch: self.epoch,
+                    last_epoch: self.log.last_epoch(),
+                    last_index: self.log.last_index(),
+                },
+            ));
+        }
+    }
+
+    /// Decides a vote. Refused while this node hears a leader (or started) within the
+    /// failover timeout, or leads with its lease: a candidate that was merely cut off must
+    /// not depose a working leader, and the leader's read lease counts on it. Otherwise
+    /// granted once per epoch, to a log at least as up to date (last epoch, then last
+    /// index) as this node's; the vote is persisted before the answer goes out.
+    fn on_vote_request(
+        &mut self,
+        from: &str,
+        epoch: u64,
+        candidate_last: (u64, u64),
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> bool {
+        if self.cfg.failover != Failover::Fenced || epoch < self.epoch {
+            return false;
+        }
+        if self.joining {
+            fx.log.push(format!(
+                "not voting for {from} in epoch {epoch}: still joining (no leader heard yet)"
+            ));
+            return false;
+        }
+        let leader_alive = match self.role {
+            Role::Leader => self.lease_holds(now_ms),
+            Role::Follower => now_ms < self.leader_contact_ms + self.cfg.failover_timeout_ms,
+            Role::Candidate => false,
+        };
+        if leader_alive {
+            fx.log.push(format!(
+                "not voting for {from} in epoch {epoch}: a leader was heard within the failover timeout"
+            ));
+            return false;
+        }
+        if epoch > self.epoch {
+            self.adopt(
+                epoch,
+                None,
+                &format!("{from} stands for epoch {epoch}"),
+                now_ms,
+                fx,
+            );
+        }
+        let mine = (self.log.last_epoch(), self.log.last_index());
+        let refusal = match &self.voted_for {
+            Some(v) if v != from => Some(format!("already voted for {v}")),
+            _ if candidate_last < mine => Some(format!(
+                "its log (last epoch {}, last index {}) is behind this one (last epoch {}, last index {})",
+                candidate_last.0, candidate_last.1, mine.0, mine.1
+            )),
+            _ => None,
+        };
+        match refusal {
+            Some(why) => {
+                fx.log
+                    .push(format!("not voting for {from} in epoch {epoch}: {why}"));
+                false
+            }
+            None => {
+                self.voted_for = Some(from.to_string());
+                self.arm_failover(now_ms);
+                fx.log.push(format!("voted for {from} in epoch {epoch}"));
+                true
+            }
+        }
+    }
+
+    fn on_vote_reply(
+        &mut self,
+        from: &str,
+        epoch: u64,
+        granted: bool,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) {
+        if self.cfg.failover != Failover::Fenced {
+            return;
+        }
+        if epoch > self.epoch {
+            self.adopt(
+                epoch,
+                None,
+                &format!("{from} is at epoch {epoch}"),
+                now_ms,
+                fx,
+            );
+            return;
+        }
+        if self.role != Role::Candidate || epoch != self.epoch || !granted {
+            return;
+        }
+        self.votes.insert(from.to_string());
+        if self.votes.len() >= self.majority() {
+            self.win_election(now_ms, fx);
+        }
+    }
+
+    fn win_election(&mut self, now_ms: u64, fx: &mut Effects) {
+        self.role = Role::Leader;
+        self.leader = Some(self.cfg.id.clone());
+        self.epoch_leader = Some(self.cfg.id.clone());
+        self.start_leading(now_ms, false);
+        let voters: Vec<&str> = self.votes.iter().map(String::as_str).collect();
+        fx.log.push(format!(
+            "role: candidate -> leader at epoch {} with votes from {} (a majority of {})",
+            self.epoch,
+            voters.join(", "),
+            self.cfg.peers.len() + 1
+        ));
+        self.votes.clear();
+        self.append_noop(fx);
+        for peer in self.cfg.peers.clone() {
+            self.replicate_to(&peer, now_ms, fx);
+        }
+    }
+
+    /// A new fenced leader's first entry: committing it commits every earlier entry.
+    fn append_noop(&mut self, fx: &mut Effects) {
+        let entry = Entry {
+            index: self.log.last_index() + 1,
+            epoch: self.epoch,
+            noop: true,
+            ..Entry::default()
+        };
+        self.log.push(entry.clone());
+        fx.persist.push(Persist::Append(vec![entry]));
+        self.update_commit(fx);
+    }
+
+    /// Whether a majority (this node included) answered within the failover timeout.
+    fn hears_majority(&self, now_ms: u64) -> bool {
+        let timeout = self.cfg.failover_timeout_ms;
+        let heard = self
+            .cfg
+            .peers
+            .iter()
+            .filter(|p| {
+                self.progress
+                    .get(*p)
+                    .is_some_and(|p| now_ms < p.heard_ms + timeout)
+            })
+            .count();
+        heard + 1 >= self.majority()
+    }
+
+    /// Fencing: a leader cut off from the majority stops taking writes before a new leader
+    /// can have been elected, and fails what it has pending (indefinitely: a majority may
+    /// still have it).
+    fn step_down_fenced(&mut self, now_ms: u64, fx: &mut Effects) {
+        let timeout = self.cfg.failover_timeout_ms;
+        fx.log.push(format!(
+            "fencing: no majority answered for the failover timeout ({timeout} ms); stepping down and refusing writes"
+        ));
+        self.adopt(self.epoch, None, "lost the majority", now_ms, fx);
+    }
+
     fn arm_failover(&mut self, now_ms: u64) {
         let timeout = self.cfg.failover_timeout_ms;
         let jitter = self.next_random() % (timeout / 2 + 1);
@@ -1241,6 +2435,7 @@ impl Node {
             epoch: self.epoch,
             epoch_leader: self.epoch_leader.clone(),
             suspect_from: self.suspect_from,
+            voted_for: self.voted_for.clone(),
         }
     }
 
@@ -1268,6 +2463,7 @@ fn resend_point(match_index: u64, last: u64) -> u64 {
 
 #[derive(Debug)]
 struct AppendArgs {
+    now_ms: u64,
     epoch: u64,
     prev_index: u64,
     prev_epoch: u64,
@@ -1287,6 +2483,17 @@ fn well_formed(a: &AppendArgs) -> bool {
         epoch = e.epoch;
     }
     a.prev_epoch <= a.epoch
+}
+
+fn describe_entry(e: &Entry) -> String {
+    if e.noop {
+        format!("[index {} epoch {} no-op]", e.index, e.epoch)
+    } else {
+        format!(
+            "[index {} epoch {} key {} value {}]",
+            e.index, e.epoch, e.key, e.value
+        )
+    }
 }
 
 fn into_result(result: Result<ReplyBody, ErrorReply>) -> ResponseResult {

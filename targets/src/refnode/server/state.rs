@@ -20,6 +20,10 @@ pub struct Meta {
     /// so they cannot be trusted by the prev-entry check and only a snapshot repairs the log.
     #[serde(default)]
     pub suspect_from: Option<u64>,
+    /// Fenced failover: whom this node voted for in `epoch`, so a restart cannot make it
+    /// vote twice in one epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voted_for: Option<String>,
 }
 
 /// The state after entry `index`, whose epoch is `epoch`; the log continues after it.
@@ -146,6 +150,13 @@ impl RepLog {
         self.entries.push(entry);
     }
 
+    /// Drops the entries from `index` on (which must lie after the base).
+    pub fn truncate_from(&mut self, index: u64) {
+        assert!(index > self.base_index, "cannot truncate into the snapshot");
+        let keep = usize::try_from(index - self.base_index - 1).unwrap_or(usize::MAX);
+        self.entries.truncate(keep);
+    }
+
     /// Drops the entries up to `index`, which becomes the base.
     pub fn compact_to(&mut self, index: u64) {
         let Some(epoch) = self.epoch_at(index) else {
@@ -242,7 +253,30 @@ impl Registers {
         }
     }
 
-    /// Applies an appended, not yet committed entry.
+    /// Applies an appended, not yet committed entry (a no-op changes nothing).
+    pub fn apply_entry(&mut self, e: &Entry) {
+        if !e.noop {
+            self.apply_uncommitted(e.key, e.value);
+        }
+    }
+
+    /// Moves an entry applied with [`Registers::apply_entry`] into the committed layer.
+    pub fn commit_entry(&mut self, e: &Entry) {
+        if !e.noop {
+            self.commit(e.key, e.value);
+        }
+    }
+
+    /// Forgets every uncommitted entry and applies `entries` (those after the commit
+    /// index) again: after a follower truncated a suffix of its log.
+    pub fn rebuild_uncommitted(&mut self, entries: &[Entry]) {
+        self.uncommitted.clear();
+        for e in entries {
+            self.apply_entry(e);
+        }
+    }
+
+    /// Applies an appended, not yet committed write.
     pub fn apply_uncommitted(&mut self, key: i64, value: i64) {
         let p = self
             .uncommitted
@@ -295,12 +329,7 @@ mod tests {
     use super::*;
 
     fn e(index: u64, epoch: u64, key: i64, value: i64) -> Entry {
-        Entry {
-            index,
-            epoch,
-            key,
-            value,
-        }
+        Entry::write(index, epoch, key, value)
     }
 
     #[test]
@@ -348,5 +377,23 @@ mod tests {
         r.commit(1, 12);
         r.commit(2, 20);
         assert_eq!(r.committed_map(), r.head_map());
+        r.apply_entry(&e(9, 1, 3, 30));
+        r.apply_entry(&Entry {
+            noop: true,
+            ..e(10, 2, 3, 99)
+        });
+        assert_eq!(r.head(3), Some(30), "a no-op writes nothing");
+        r.rebuild_uncommitted(&[]);
+        assert_eq!(r.head(3), None, "the truncated entry is gone");
+        assert_eq!(r.head(1), Some(12));
+    }
+
+    #[test]
+    fn truncation_keeps_the_prefix() {
+        let mut log = RepLog::new(2, 1, vec![e(3, 1, 0, 0), e(4, 2, 0, 1), e(5, 2, 0, 2)]);
+        log.truncate_from(4);
+        assert_eq!((log.last_index(), log.last_epoch()), (3, 1));
+        log.push(e(4, 3, 0, 9));
+        assert_eq!(log.epoch_at(4), Some(3));
     }
 }

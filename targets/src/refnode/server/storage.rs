@@ -140,6 +140,23 @@ impl Storage {
         )
     }
 
+    /// Makes `entries` the whole log after the current snapshot (`base_index`, `base_epoch`):
+    /// a follower dropping a conflicting suffix.
+    pub fn truncate(
+        &mut self,
+        base_index: u64,
+        base_epoch: u64,
+        entries: &[Entry],
+    ) -> io::Result<()> {
+        self.rewrite_log(
+            LogHeader {
+                base_index,
+                base_epoch,
+            },
+            entries,
+        )
+    }
+
     fn rewrite_log(&mut self, header: LogHeader, entries: &[Entry]) -> io::Result<()> {
         let mut buf = serde_json::to_vec(&header).map_err(io::Error::other)?;
         buf.push(b'\n');
@@ -298,12 +315,7 @@ mod tests {
     use super::*;
 
     fn e(index: u64, epoch: u64, key: i64, value: i64) -> Entry {
-        Entry {
-            index,
-            epoch,
-            key,
-            value,
-        }
+        Entry::write(index, epoch, key, value)
     }
 
     fn reopen(dir: &Path) -> (Storage, Recovery) {
@@ -321,6 +333,7 @@ mod tests {
             epoch: 2,
             epoch_leader: Some("n2".into()),
             suspect_from: None,
+            voted_for: Some("n3".into()),
         };
         s.write_meta(&meta).unwrap();
         drop(s);
@@ -396,6 +409,34 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![6, 7]
         );
+    }
+
+    #[test]
+    fn truncation_survives_reopening_and_old_entries_still_load() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut s, _) = reopen(tmp.path());
+        s.append(&[e(1, 1, 1, 10), e(2, 1, 2, 20), e(3, 1, 3, 30)])
+            .unwrap();
+        s.truncate(0, 0, &[e(1, 1, 1, 10)]).unwrap();
+        let noop = Entry {
+            noop: true,
+            ..e(2, 2, 0, 0)
+        };
+        s.append(std::slice::from_ref(&noop)).unwrap();
+        drop(s);
+        let (_, r) = reopen(tmp.path());
+        assert_eq!(r.durable.entries, vec![e(1, 1, 1, 10), noop]);
+        // A line written before entries had statements or no-ops.
+        let old = br#"{"index":3,"epoch":2,"key":5,"value":6}"#;
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(tmp.path().join(LOG_FILE))
+            .unwrap();
+        f.write_all(old).unwrap();
+        f.write_all(b"\n").unwrap();
+        drop(f);
+        let (_, r) = reopen(tmp.path());
+        assert_eq!(r.durable.entries[2], e(3, 2, 5, 6));
     }
 
     #[test]

@@ -1,0 +1,306 @@
+//! The command line: flags and dispatch, nothing else.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use targets::ReadRouting;
+use tokio::sync::watch;
+
+use crate::check::{CheckConfig, CheckerKind};
+use crate::nemesis::NemesisSpec;
+use crate::run::{Replication, RunConfig, Workload};
+
+/// Exit codes, as Jepsen users expect them.
+pub mod exit {
+    pub const VALID: i32 = 0;
+    pub const INVALID: i32 = 1;
+    pub const UNKNOWN: i32 = 2;
+    pub const BAD_INPUT: i32 = 254;
+    pub const CRASH: i32 = 255;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "splitbrain",
+    version,
+    about = "Fault injection and consistency checking for replicated systems"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a cluster, run a workload under faults, and check the history.
+    Run(RunArgs),
+    /// Check a recorded history file.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Number of refnode processes in the cluster.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
+    nodes: u16,
+    /// Replication mode: sync (ack after all followers applied) or async (ack after the leader).
+    #[arg(long, default_value = "sync")]
+    replication: Replication,
+    /// Workload the clients run.
+    #[arg(long, default_value = "register")]
+    workload: Workload,
+    /// Faults: none, or a comma list of kill, pause.
+    #[arg(long, default_value = "none")]
+    nemesis: NemesisSpec,
+    /// Seconds between the starts of two faults; each lasts half of it.
+    #[arg(long, default_value_t = 4.0, value_parser = positive_seconds)]
+    nemesis_interval: f64,
+    /// Number of concurrent clients.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    concurrency: u16,
+    /// Seconds of workload (faults stop a little before the end to let the cluster recover).
+    #[arg(long, default_value_t = 20.0, value_parser = positive_seconds)]
+    time_limit: f64,
+    /// Target invocations per second over all clients.
+    #[arg(long, default_value_t = 200.0, value_parser = positive_seconds)]
+    rate: f64,
+    /// Seed for the generator and the nemesis schedule (random when omitted; always printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Directory where runs are stored.
+    #[arg(long, default_value = "store")]
+    store: PathBuf,
+    /// Where clients send reads: leader, or any (the node each client is bound to).
+    #[arg(long, default_value = "leader")]
+    read_routing: ReadRouting,
+    /// Milliseconds a client waits for an answer before recording the call as indeterminate.
+    #[arg(long, default_value_t = 1500)]
+    op_timeout_ms: u64,
+    /// The refnode executable (default: beside splitbrain).
+    #[arg(long, env = "SPLITBRAIN_REFNODE")]
+    refnode_bin: Option<PathBuf>,
+    /// Seconds the checker may run before answering unknown.
+    #[arg(long, default_value_t = 120.0, value_parser = positive_seconds)]
+    check_time_limit: f64,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Checker to run.
+    #[arg(long, default_value = "linearizable")]
+    checker: CheckerKind,
+    /// Model for the linearizable checker: register or cas-register.
+    #[arg(long, default_value = "cas-register")]
+    model: checkers::linearizable::ModelKind,
+    /// History format: jsonl, edn, porcupine-etcd or porcupine-kv (detected when omitted).
+    #[arg(long)]
+    format: Option<histories::Format>,
+    /// Seconds the checker may run before answering unknown.
+    #[arg(long, default_value_t = 300.0, value_parser = positive_seconds)]
+    time_limit: f64,
+    /// Most memory the checker may use, e.g. 512M or 4G (default: a quarter of the machine's
+    /// memory); beyond it the verdict is unknown, never an out-of-memory kill.
+    #[arg(long, value_name = "BYTES", value_parser = byte_size)]
+    memory_limit: Option<u64>,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The history file.
+    file: PathBuf,
+}
+
+/// `1048576`, `512K`, `64M`, `4G` (powers of 1024).
+fn byte_size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, ""),
+    };
+    let shift = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("expected a size like 512M or 4G, found {s:?}")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("expected a size like 512M or 4G, found {s:?}"))?;
+    n.checked_mul(1 << shift)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("expected a positive size below 16E, found {s:?}"))
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("expected a number, found {s:?}"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("expected a positive number, found {s}"))
+    }
+}
+
+/// Parses the arguments and runs the command; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return exit::VALID;
+            }
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                let _ = e.print();
+                return exit::BAD_INPUT;
+            }
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            eprintln!(
+                "splitbrain: {} (see --help)",
+                first.trim_start_matches("error: ")
+            );
+            return exit::BAD_INPUT;
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run_command(args),
+        Command::Check(args) => check_command(args),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the async runtime")
+}
+
+fn run_command(args: RunArgs) -> i32 {
+    let refnode_bin = match args.refnode_bin.clone().or_else(refnode_beside_us) {
+        Some(p) => p,
+        None => {
+            eprintln!(
+                "splitbrain: cannot find the refnode executable beside splitbrain; build it with `cargo build --release --workspace` or pass --refnode-bin PATH"
+            );
+            return exit::BAD_INPUT;
+        }
+    };
+    let seed = args.seed.unwrap_or_else(random_seed);
+    let config = RunConfig {
+        nodes: usize::from(args.nodes),
+        replication: args.replication,
+        workload: args.workload,
+        nemesis: args.nemesis,
+        nemesis_interval: Duration::from_secs_f64(args.nemesis_interval),
+        concurrency: usize::from(args.concurrency),
+        time_limit: Duration::from_secs_f64(args.time_limit),
+        rate: args.rate,
+        seed,
+        store: args.store,
+        read_routing: args.read_routing,
+        op_timeout: Duration::from_millis(args.op_timeout_ms.max(1)),
+        refnode_bin,
+        check_time_limit: Duration::from_secs_f64(args.check_time_limit),
+    };
+    let rt = runtime();
+    rt.block_on(async move {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(stop_on_signals(stop_tx));
+        match crate::run::run(config, stop_rx).await {
+            Ok(results) => {
+                print!("{}", crate::report::summary(&results));
+                results.valid.exit_code()
+            }
+            Err(e) => {
+                eprintln!("splitbrain: {}", one_line(&e));
+                exit::BAD_INPUT
+            }
+        }
+    })
+}
+
+/// Ctrl-C or SIGTERM ask the run to stop early; it still heals, tears down and checks.
+async fn stop_on_signals(stop: watch::Sender<bool>) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            let _ = stop.send(true);
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("splitbrain: stopping: healing faults and stopping the cluster");
+    let _ = stop.send(true);
+}
+
+fn check_command(args: CheckArgs) -> i32 {
+    let loaded = match histories::read_any(&args.file, args.format) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("splitbrain: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    let config = CheckConfig {
+        checker: args.checker,
+        model: args.model,
+        time_limit: Duration::from_secs_f64(args.time_limit),
+        memory_limit_bytes: args.memory_limit,
+    };
+    let rt = runtime();
+    let verdicts = rt.block_on(crate::check::run_checkers(&loaded.history, &config));
+    let valid = verdicts
+        .values()
+        .fold(checkers::Validity::True, |acc, v| acc.merge(v.valid));
+    if args.json {
+        match serde_json::to_string_pretty(&verdicts) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("splitbrain: cannot print the verdict: {e}");
+                return exit::CRASH;
+            }
+        }
+    } else {
+        for v in verdicts.values() {
+            println!("{}: {} ({})", v.checker, v.valid, v.summary);
+            for line in &v.explanation {
+                println!("  {line}");
+            }
+        }
+    }
+    valid.exit_code()
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    // The chain is joined into one line; a cause with several lines (log tails) keeps them.
+    format!("{e:#}")
+}
+
+fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+/// `refnode` in the directory of this executable, or its parent (test binaries live in
+/// `target/<profile>/deps`, the binaries one level up).
+fn refnode_beside_us() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir, dir.parent().unwrap_or(Path::new("/nonexistent"))]
+        .iter()
+        .map(|d| d.join("refnode"))
+        .find(|p| p.is_file())
+}

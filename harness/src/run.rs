@@ -1,0 +1,381 @@
+//! `splitbrain run`: start a cluster, drive clients and the nemesis against it, record the
+//! history, check it, and store everything under the run's directory.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use checkers::{Validity, Verdict};
+use histories::{OpType, Process};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use targets::refnode::cluster::{RefnodeCluster, RefnodeConfig};
+use targets::{Db, Invocation, ReadRouting};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::check::{self, CheckConfig};
+use crate::generator::{RegisterConfig, RegisterWorkload};
+use crate::nemesis::{self, NemesisConfig, NemesisSpec};
+use crate::recorder::{Event, Recorder};
+use crate::store;
+
+/// Replication mode of the refnode cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Replication {
+    /// The leader acknowledges a write once every follower has applied it.
+    Sync,
+    /// The leader acknowledges a write once it has applied it; followers catch up later.
+    Async,
+}
+
+impl Replication {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Replication::Sync => "sync",
+            Replication::Async => "async",
+        }
+    }
+}
+
+impl FromStr for Replication {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Replication, String> {
+        match s {
+            "sync" => Ok(Replication::Sync),
+            "async" => Ok(Replication::Async),
+            other => Err(format!(
+                "unknown replication {other:?}; expected sync or async"
+            )),
+        }
+    }
+}
+
+/// The workload the clients run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// read / write / cas on integer registers by key, checked for linearizability.
+    Register,
+}
+
+impl FromStr for Workload {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Workload, String> {
+        match s {
+            "register" => Ok(Workload::Register),
+            other => Err(format!("unknown workload {other:?}; expected register")),
+        }
+    }
+}
+
+/// Everything a run needs; the seed makes the generator and the nemesis schedule repeatable.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub nodes: usize,
+    pub replication: Replication,
+    pub workload: Workload,
+    pub nemesis: NemesisSpec,
+    pub nemesis_interval: Duration,
+    pub concurrency: usize,
+    pub time_limit: Duration,
+    /// Target rate of invocations per second, over all clients.
+    pub rate: f64,
+    pub seed: u64,
+    pub store: PathBuf,
+    pub read_routing: ReadRouting,
+    pub op_timeout: Duration,
+    pub refnode_bin: PathBuf,
+    pub check_time_limit: Duration,
+}
+
+impl RunConfig {
+    pub fn test_name(&self) -> String {
+        format!(
+            "refnode-{}-{}-{}",
+            match self.workload {
+                Workload::Register => "register",
+            },
+            self.replication.as_str(),
+            self.nemesis.name()
+        )
+    }
+
+    /// The command that repeats this run.
+    pub fn command(&self) -> String {
+        format!(
+            "splitbrain run --nodes {} --replication {} --workload register --nemesis {} --nemesis-interval {} --concurrency {} --time-limit {} --rate {} --read-routing {} --seed {} --store {}",
+            self.nodes,
+            self.replication.as_str(),
+            self.nemesis.flag(),
+            self.nemesis_interval.as_secs_f64(),
+            self.concurrency,
+            self.time_limit.as_secs_f64(),
+            self.rate,
+            self.read_routing.as_str(),
+            self.seed,
+            self.store.display()
+        )
+    }
+
+    /// Faults stop this long before the end, so the cluster can recover under load and a
+    /// lost write shows up in the reads that follow.
+    fn recovery(&self) -> Duration {
+        (self.time_limit / 4).min(Duration::from_secs(5))
+    }
+}
+
+/// What `results.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub test: String,
+    pub valid: Validity,
+    pub seed: u64,
+    pub command: String,
+    pub store: PathBuf,
+    pub interrupted: bool,
+    pub config: ConfigSummary,
+    pub checker: std::collections::BTreeMap<String, Verdict>,
+    pub stats: checkers::stats::Stats,
+    pub faults_injected: usize,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigSummary {
+    pub target: &'static str,
+    pub nodes: usize,
+    pub replication: Replication,
+    pub workload: Workload,
+    pub nemesis: String,
+    pub nemesis_interval_s: f64,
+    pub concurrency: usize,
+    pub time_limit_s: f64,
+    pub rate: f64,
+    pub read_routing: &'static str,
+    pub op_timeout_ms: u64,
+}
+
+/// Runs the test end to end and writes its store directory. Errors are setup failures (the
+/// cluster could not start, the store is not writable); a bad verdict is not an error.
+pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::Result<Results> {
+    let dir = store::create_run_dir(&config.store, &config.test_name())?;
+    eprintln!(
+        "splitbrain: test {} · seed {} · store {}",
+        config.test_name(),
+        config.seed,
+        dir.display()
+    );
+    let cluster = Arc::new(RefnodeCluster::new(RefnodeConfig {
+        binary: config.refnode_bin.clone(),
+        node_count: config.nodes,
+        replication: config.replication.as_str().to_string(),
+        read_routing: config.read_routing,
+        dir: dir.clone(),
+        heartbeat_ms: 100,
+        failover_timeout_ms: 1000,
+        sync_timeout_ms: 1000,
+        ..RefnodeConfig::default()
+    })?);
+    config
+        .nemesis
+        .check_capabilities(cluster.as_ref())
+        .map_err(anyhow::Error::msg)?;
+    let started = tokio::select! {
+        r = cluster.start(Duration::from_secs(20)) => r,
+        _ = stop.wait_for(|s| *s) => Err(anyhow::anyhow!("interrupted while the cluster was starting")),
+    };
+    if let Err(e) = started {
+        cluster.teardown().await;
+        return Err(e.context(format!("node logs are in {}", dir.display())));
+    }
+    eprintln!(
+        "splitbrain: cluster of {} refnodes ({} replication) is up; running {} clients for {} s at {} ops/s, nemesis {}",
+        config.nodes,
+        config.replication.as_str(),
+        config.concurrency,
+        config.time_limit.as_secs_f64(),
+        config.rate,
+        config.nemesis.name()
+    );
+
+    let history_path = dir.join("history.jsonl");
+    let start = Instant::now();
+    let (recorder, writer) = Recorder::create(&history_path, start.into_std())
+        .with_context(|| format!("cannot create {}", history_path.display()))?;
+    let end = start + config.time_limit;
+    let faults_end = end - config.recovery();
+    let generator = Arc::new(Mutex::new(RegisterWorkload::new(
+        config.seed,
+        RegisterConfig::default(),
+    )));
+
+    let mut workers = Vec::with_capacity(config.concurrency);
+    for w in 0..config.concurrency {
+        workers.push(tokio::spawn(worker(
+            w,
+            Arc::clone(&cluster) as Arc<dyn Db>,
+            recorder.clone(),
+            Arc::clone(&generator),
+            WorkerConfig {
+                concurrency: config.concurrency,
+                rate: config.rate,
+                seed: config.seed,
+                op_timeout: config.op_timeout,
+            },
+            end,
+            stop.clone(),
+        )));
+    }
+    let nemesis_config = NemesisConfig {
+        spec: config.nemesis.clone(),
+        interval: config.nemesis_interval,
+        seed: config.seed,
+    };
+    let faults_injected = nemesis::run(
+        cluster.as_ref(),
+        &recorder,
+        &nemesis_config,
+        faults_end,
+        stop.clone(),
+    )
+    .await;
+    let mut worker_panics = 0;
+    for w in workers {
+        if w.await.is_err() {
+            worker_panics += 1;
+        }
+    }
+    let interrupted = *stop.borrow();
+    cluster.teardown().await;
+    drop(recorder);
+    let written = writer
+        .finish()
+        .with_context(|| format!("cannot finish {}", history_path.display()))?;
+    eprintln!("splitbrain: recorded {written} operations; checking");
+
+    let mut warnings = Vec::new();
+    if worker_panics > 0 {
+        warnings.push(format!("{worker_panics} client workers crashed"));
+    }
+    if interrupted {
+        warnings.push("the run was interrupted; the history is complete up to that point".into());
+    }
+    let loaded = histories::read_any(&history_path, Some(histories::Format::Jsonl))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    warnings.extend(loaded.warnings);
+    let history = loaded.history;
+    let verdicts = check::run_checkers(
+        &history,
+        &CheckConfig {
+            checker: check::CheckerKind::Linearizable,
+            model: checkers::linearizable::ModelKind::CasRegister,
+            time_limit: config.check_time_limit,
+            memory_limit_bytes: None,
+        },
+    )
+    .await;
+    let valid = verdicts
+        .values()
+        .fold(Validity::True, |acc, v| acc.merge(v.valid));
+    let results = Results {
+        test: config.test_name(),
+        valid,
+        seed: config.seed,
+        command: config.command(),
+        store: dir.clone(),
+        interrupted,
+        config: ConfigSummary {
+            target: "refnode",
+            nodes: config.nodes,
+            replication: config.replication,
+            workload: config.workload,
+            nemesis: config.nemesis.name(),
+            nemesis_interval_s: config.nemesis_interval.as_secs_f64(),
+            concurrency: config.concurrency,
+            time_limit_s: config.time_limit.as_secs_f64(),
+            rate: config.rate,
+            read_routing: config.read_routing.as_str(),
+            op_timeout_ms: config.op_timeout.as_millis() as u64,
+        },
+        checker: verdicts,
+        stats: checkers::stats::stats(&history),
+        faults_injected,
+        warnings,
+    };
+    write_results(&dir, &results)?;
+    Ok(results)
+}
+
+fn write_results(dir: &Path, results: &Results) -> anyhow::Result<()> {
+    let path = dir.join("results.json");
+    let text = serde_json::to_string_pretty(results)?;
+    std::fs::write(&path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WorkerConfig {
+    concurrency: usize,
+    rate: f64,
+    seed: u64,
+    op_timeout: Duration,
+}
+
+/// One client worker: invoke, wait, record, pause, repeat until the end. After an `info` the
+/// process is considered crashed (its call may still take effect at any time), so the worker
+/// continues as a new process, numbered as Jepsen does: old + concurrency.
+async fn worker(
+    w: usize,
+    db: Arc<dyn Db>,
+    recorder: Recorder,
+    generator: Arc<Mutex<RegisterWorkload>>,
+    config: WorkerConfig,
+    end: Instant,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut process = w as u64;
+    let mut client = db.client(process);
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(w as u64 + 1));
+    // Each worker waits on average concurrency/rate seconds between calls, so together they
+    // issue about `rate` calls per second; the jitter keeps them from moving in lockstep.
+    let mean_gap_s = config.concurrency as f64 / config.rate.max(1e-3);
+    loop {
+        let gap = Duration::from_secs_f64(rng.random_range(0.0..2.0 * mean_gap_s));
+        let wake = Instant::now() + gap;
+        if wake >= end {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        let invocation: Invocation = generator.lock().expect("generator lock").next_invocation();
+        recorder.record(Event {
+            process: Process::Client(process),
+            kind: OpType::Invoke,
+            f: invocation.f.clone(),
+            key: invocation.key.clone(),
+            value: invocation.value.clone(),
+            node: None,
+            error: None,
+        });
+        let completion = client.invoke(&invocation, config.op_timeout).await;
+        recorder.record(Event {
+            process: Process::Client(process),
+            kind: completion.kind,
+            f: invocation.f,
+            key: invocation.key,
+            value: completion.value,
+            node: completion.node,
+            error: completion.error,
+        });
+        if completion.kind == OpType::Info {
+            process += config.concurrency as u64;
+            client = db.client(process);
+        }
+    }
+}

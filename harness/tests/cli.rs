@@ -1,0 +1,106 @@
+//! The command-line contract: bad input is a one-line message and exit 254.
+
+mod common;
+
+use common::{describe, run_splitbrain};
+
+#[test]
+fn check_on_a_malformed_history_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &path,
+        concat!(
+            r#"{"index":0,"time":1,"process":0,"type":"invoke","f":"write","key":1,"value":1}"#,
+            "\n",
+            r#"{"index":1,"time":2,"process":0,"type":"okay","f":"write","key":1,"value":1}"#,
+            "\n",
+            r#"{"index":2,"time":3,"process":0,"type":"ok","f":"write","key":1,"value":1}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let out = run_splitbrain(&[
+        "check",
+        "--checker",
+        "linearizable",
+        "--model",
+        "cas-register",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(254), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:2:", path.display())),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "not one line: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn check_gives_both_verdicts_on_recorded_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |i: u64, p: u64, t: &str, f: &str, v: &str| {
+        format!(
+            r#"{{"index":{i},"time":{i},"process":{p},"type":"{t}","f":"{f}","key":1,"value":{v}}}"#
+        )
+    };
+    let good = [
+        line(0, 0, "invoke", "write", "3"),
+        line(1, 0, "ok", "write", "3"),
+        line(2, 1, "invoke", "read", "null"),
+        line(3, 1, "ok", "read", "3"),
+    ]
+    .join("\n")
+        + "\n";
+    let bad = [
+        line(0, 0, "invoke", "write", "3"),
+        line(1, 0, "ok", "write", "3"),
+        line(2, 1, "invoke", "read", "null"),
+        line(3, 1, "ok", "read", "4"),
+    ]
+    .join("\n")
+        + "\n";
+    let good_path = dir.path().join("good.jsonl");
+    let bad_path = dir.path().join("bad.jsonl");
+    std::fs::write(&good_path, good).unwrap();
+    std::fs::write(&bad_path, bad).unwrap();
+    let out = run_splitbrain(&[
+        "check",
+        "--model",
+        "cas-register",
+        good_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out = run_splitbrain(&[
+        "check",
+        "--model",
+        "cas-register",
+        bad_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+}
+
+#[test]
+fn unknown_flags_and_values_exit_254_with_one_line() {
+    for args in [
+        &["run", "--replication", "eventual"][..],
+        &["run", "--nemesis", "explode"][..],
+        &["run", "--concurrency", "0"][..],
+        &["run", "--frobnicate"][..],
+        &["check", "--model", "unicorn", "x.jsonl"][..],
+    ] {
+        let out = run_splitbrain(args);
+        assert_eq!(out.status.code(), Some(254), "{args:?}: {}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn check_on_a_missing_file_exits_254() {
+    let out = run_splitbrain(&["check", "/nonexistent/history.jsonl"]);
+    assert_eq!(out.status.code(), Some(254), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/history.jsonl"));
+}

@@ -1,0 +1,82 @@
+//! Shared helpers for the end-to-end tests: real binaries, real processes.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Once;
+
+pub fn splitbrain() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_splitbrain"))
+}
+
+/// The refnode binary beside splitbrain. `cargo test --workspace` builds it; when only this
+/// crate's tests are built, build it here rather than fail for a reason unrelated to the test.
+pub fn refnode() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let path = splitbrain().with_file_name("refnode");
+    BUILD.call_once(|| {
+        if !path.is_file() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-p", "targets", "--bin", "refnode"]);
+            if !cfg!(debug_assertions) {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("cannot run cargo to build refnode");
+            assert!(status.success(), "building refnode failed");
+        }
+    });
+    assert!(path.is_file(), "refnode not found at {}", path.display());
+    path
+}
+
+pub fn run_splitbrain(args: &[&str]) -> Output {
+    Command::new(splitbrain())
+        .args(args)
+        .env("SPLITBRAIN_REFNODE", refnode())
+        .output()
+        .expect("cannot start splitbrain")
+}
+
+/// Pids of live processes whose command line mentions `needle` (e.g. a test's store path).
+pub fn processes_mentioning(needle: &Path) -> Vec<(u32, String)> {
+    let needle = needle.to_string_lossy().to_string();
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        // Zombies have an empty cmdline; they are reaped and hold nothing.
+        if cmdline.contains(&needle) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+pub fn results_json(store: &Path, test: &str) -> serde_json::Value {
+    let path = store.join(test).join("latest").join("results.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("results.json is JSON")
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
