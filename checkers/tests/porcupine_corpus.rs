@@ -100,3 +100,18 @@ fn etcd_counterexample_names_a_culprit_with_its_interval() {
         v.summary
     );
 }
+
+/// Linearizability is local: checking every key as one object must give the per-key verdict.
+/// (c50 is left out: without the split it is the slow case the split exists for.)
+#[test]
+fn checking_without_the_key_split_gives_the_same_verdicts() {
+    use checkers::linearizable::check_unpartitioned;
+    for (file, model, valid, _) in expectations() {
+        if file.contains("c50") || (file.starts_with("jepsen/") && !file.ends_with("0.log")) {
+            continue;
+        }
+        let loaded = histories::read_any(&corpus().join(&file), None).unwrap();
+        let whole = check_unpartitioned(&loaded.history, model, &LinOptions::default());
+        assert_eq!(whole.valid, valid, "{file}: {}", whole.summary);
+    }
+}

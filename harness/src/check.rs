@@ -9,12 +9,27 @@ use std::time::Duration;
 
 use checkers::Verdict;
 use checkers::linearizable::{LinOptions, ModelKind};
+use checkers::txn::{ConsistencyModel, TxnOptions, Workload};
 use histories::History;
 
 /// Which checker `splitbrain check --checker` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckerKind {
     Linearizable,
+    /// Elle-style dependency graphs over list-append transactions.
+    ListAppend,
+    /// Elle-style dependency graphs over read/write register transactions.
+    RwRegister,
+}
+
+impl CheckerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckerKind::Linearizable => "linearizable",
+            CheckerKind::ListAppend => "elle-list-append",
+            CheckerKind::RwRegister => "elle-rw-register",
+        }
+    }
 }
 
 impl FromStr for CheckerKind {
@@ -22,7 +37,11 @@ impl FromStr for CheckerKind {
     fn from_str(s: &str) -> Result<CheckerKind, String> {
         match s {
             "linearizable" => Ok(CheckerKind::Linearizable),
-            other => Err(format!("unknown checker {other:?}; expected linearizable")),
+            "list-append" | "elle-list-append" => Ok(CheckerKind::ListAppend),
+            "rw-register" | "elle-rw-register" => Ok(CheckerKind::RwRegister),
+            other => Err(format!(
+                "unknown checker {other:?}; expected linearizable, list-append or rw-register"
+            )),
         }
     }
 }
@@ -35,6 +54,11 @@ pub struct CheckConfig {
     pub time_limit: Duration,
     /// Most bytes the search may hold; `None` for the checker's default.
     pub memory_limit_bytes: Option<u64>,
+    /// Linearizable only: check every key as one object (same verdict, more work).
+    pub no_partition: bool,
+    /// Transactional checkers only: the models the history must satisfy (empty: strict
+    /// serializability).
+    pub consistency_models: Vec<ConsistencyModel>,
 }
 
 /// Runs the configured checker on a blocking thread, cancelling it at the time limit.
@@ -57,7 +81,7 @@ pub async fn run_checkers(history: &History, config: &CheckConfig) -> BTreeMap<S
     let verdict = match task.await {
         Ok(v) => v,
         Err(e) => Verdict {
-            checker: "linearizable".into(),
+            checker: config.checker.name().into(),
             valid: checkers::Validity::Unknown,
             summary: format!("the checker crashed: {e}"),
             explanation: Vec::new(),
@@ -76,15 +100,22 @@ pub fn check_now(
     config: &CheckConfig,
     cancel: Option<Arc<AtomicBool>>,
 ) -> Verdict {
+    let lin = LinOptions {
+        cancel: cancel.clone(),
+        max_states: None,
+        memory_limit_bytes: config.memory_limit_bytes,
+    };
+    let txn = |workload| TxnOptions {
+        models: config.consistency_models.clone(),
+        cancel: cancel.clone(),
+        ..TxnOptions::new(workload)
+    };
     match config.checker {
-        CheckerKind::Linearizable => checkers::linearizable::check(
-            history,
-            config.model,
-            &LinOptions {
-                cancel,
-                max_states: None,
-                memory_limit_bytes: config.memory_limit_bytes,
-            },
-        ),
+        CheckerKind::Linearizable if config.no_partition => {
+            checkers::linearizable::check_unpartitioned(history, config.model, &lin)
+        }
+        CheckerKind::Linearizable => checkers::linearizable::check(history, config.model, &lin),
+        CheckerKind::ListAppend => checkers::txn::check(history, &txn(Workload::ListAppend)),
+        CheckerKind::RwRegister => checkers::txn::check(history, &txn(Workload::RwRegister)),
     }
 }

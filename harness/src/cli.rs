@@ -1,5 +1,6 @@
 //! The command line: flags and dispatch, nothing else.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -87,10 +88,12 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct CheckArgs {
-    /// Checker to run.
+    /// Checker to run: linearizable, list-append or rw-register (the last two are Elle-style
+    /// transactional checkers).
     #[arg(long, default_value = "linearizable")]
     checker: CheckerKind,
-    /// Model for the linearizable checker: register or cas-register.
+    /// Model for the linearizable checker: register, cas-register, multi-register, kv, set,
+    /// queue or mutex.
     #[arg(long, default_value = "cas-register")]
     model: checkers::linearizable::ModelKind,
     /// History format: jsonl, edn, porcupine-etcd or porcupine-kv (detected when omitted).
@@ -103,6 +106,17 @@ struct CheckArgs {
     /// memory); beyond it the verdict is unknown, never an out-of-memory kill.
     #[arg(long, value_name = "BYTES", value_parser = byte_size)]
     memory_limit: Option<u64>,
+    /// Linearizable: check all keys as one object instead of splitting by key (same verdict;
+    /// to measure what the split buys).
+    #[arg(long)]
+    no_partition: bool,
+    /// Transactional checkers: comma-separated consistency models the history must satisfy,
+    /// with Elle's names (default strict-serializable).
+    #[arg(long, value_delimiter = ',', value_name = "MODEL,...")]
+    consistency_models: Vec<checkers::txn::ConsistencyModel>,
+    /// Write the counterexample as a self-contained HTML page with a timeline per failing key.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Print the verdict as JSON.
     #[arg(long)]
     json: bool,
@@ -257,29 +271,65 @@ fn check_command(args: CheckArgs) -> i32 {
         model: args.model,
         time_limit: Duration::from_secs_f64(args.time_limit),
         memory_limit_bytes: args.memory_limit,
+        no_partition: args.no_partition,
+        consistency_models: args.consistency_models.clone(),
     };
     let rt = runtime();
     let verdicts = rt.block_on(crate::check::run_checkers(&loaded.history, &config));
     let valid = verdicts
         .values()
         .fold(checkers::Validity::True, |acc, v| acc.merge(v.valid));
-    if args.json {
+    // A closed stdout (`| head`) ends the printing quietly, as with other Unix tools.
+    let printed = if args.json {
         match serde_json::to_string_pretty(&verdicts) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => writeln!(std::io::stdout(), "{text}"),
             Err(e) => {
                 eprintln!("splitbrain: cannot print the verdict: {e}");
                 return exit::CRASH;
             }
         }
     } else {
+        print_verdicts(&verdicts)
+    };
+    if let Err(e) = printed
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("splitbrain: cannot print the verdict: {e}");
+        return exit::CRASH;
+    }
+    if let Some(path) = &args.html {
+        let title = format!("{}: {}", args.file.display(), valid);
+        let mut sections = Vec::new();
         for v in verdicts.values() {
-            println!("{}: {} ({})", v.checker, v.valid, v.summary);
-            for line in &v.explanation {
-                println!("  {line}");
+            let timelines = crate::timeline::from_linearizable(&v.details);
+            if timelines.is_empty() {
+                let mut text = vec![format!("{}: {} ({})", v.checker, v.valid, v.summary)];
+                text.extend(v.explanation.iter().cloned());
+                sections.push((text, crate::timeline::Timeline::empty()));
+            } else {
+                sections.extend(timelines);
             }
         }
+        if let Err(e) = std::fs::write(path, crate::timeline::render_page(&title, &sections)) {
+            eprintln!("splitbrain: cannot write {}: {e}", path.display());
+            return exit::BAD_INPUT;
+        }
+        eprintln!("splitbrain: counterexample written to {}", path.display());
     }
     valid.exit_code()
+}
+
+fn print_verdicts(
+    verdicts: &std::collections::BTreeMap<String, checkers::Verdict>,
+) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for v in verdicts.values() {
+        writeln!(out, "{}: {} ({})", v.checker, v.valid, v.summary)?;
+        for line in &v.explanation {
+            writeln!(out, "  {line}")?;
+        }
+    }
+    out.flush()
 }
 
 fn one_line(e: &anyhow::Error) -> String {

@@ -276,6 +276,8 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
             model: checkers::linearizable::ModelKind::CasRegister,
             time_limit: config.check_time_limit,
             memory_limit_bytes: None,
+            no_partition: false,
+            consistency_models: Vec::new(),
         },
     )
     .await;

@@ -39,6 +39,16 @@ pub struct Timeline {
     pub bars: Vec<Bar>,
 }
 
+impl Timeline {
+    /// Nothing to draw: a page section with text only.
+    pub fn empty() -> Timeline {
+        Timeline {
+            title: String::new(),
+            bars: Vec::new(),
+        }
+    }
+}
+
 const LANE_HEIGHT: u32 = 34;
 const BAR_HEIGHT: u32 = 22;
 const LABEL_WIDTH: u32 = 90;
@@ -144,7 +154,9 @@ pub fn render_page(title: &str, sections: &[(Vec<String>, Timeline)]) -> String 
             s.push('\n');
         }
         s.push_str("</pre>");
-        s.push_str(&render_svg(timeline));
+        if !timeline.bars.is_empty() {
+            s.push_str(&render_svg(timeline));
+        }
         s.push_str("</section>");
     }
     s.push_str("</body></html>\n");
@@ -240,5 +252,163 @@ mod tests {
             bars: vec![],
         });
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+    }
+}
+
+/// The timelines of a linearizability verdict: one per failing partition, from the `partitions`
+/// of its details (culprit, concurrent calls, longest linearizable prefix). Empty for a valid
+/// verdict or details of another shape.
+pub fn from_linearizable(details: &serde_json::Value) -> Vec<(Vec<String>, Timeline)> {
+    let Some(parts) = details.get("partitions").and_then(|p| p.as_array()) else {
+        return Vec::new();
+    };
+    parts.iter().map(partition_timeline).collect()
+}
+
+fn partition_timeline(part: &serde_json::Value) -> (Vec<String>, Timeline) {
+    let key = match part.get("key") {
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(k) => format!("key {k}: "),
+    };
+    let mut bars = Vec::new();
+    let mut text = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    if let Some(c) = part.get("culprit").filter(|c| !c.is_null()) {
+        text.push(format!(
+            "{key}{} cannot be linearized",
+            c.get("text").and_then(|t| t.as_str()).unwrap_or("?")
+        ));
+        push_bar(&mut bars, &mut seen, c, Role::Culprit);
+    }
+    let prefix = part
+        .get("longest_prefix")
+        .and_then(|p| p.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let omitted = part
+        .get("longest_prefix_omitted")
+        .and_then(|n| n.as_u64())
+        .unwrap_or(0) as usize;
+    text.push(format!(
+        "the longest linearizable prefix has {} calls and leaves the state {}",
+        part.get("longest_prefix_len")
+            .and_then(|n| n.as_u64())
+            .unwrap_or(prefix.len() as u64),
+        part.get("state_after_prefix")
+            .and_then(|s| s.as_str())
+            .unwrap_or("?")
+    ));
+    for op in part
+        .get("concurrent")
+        .and_then(|c| c.as_array())
+        .into_iter()
+        .flatten()
+    {
+        push_bar(&mut bars, &mut seen, op, Role::Concurrent);
+    }
+    for (i, op) in prefix.iter().enumerate() {
+        push_bar(
+            &mut bars,
+            &mut seen,
+            op,
+            Role::Linearized { order: omitted + i },
+        );
+    }
+    let title = format!("{}not linearizable", if key.is_empty() { "" } else { &key });
+    (text, Timeline { title, bars })
+}
+
+/// Adds the op unless already drawn (an op concurrent with the culprit may also be in the
+/// prefix: the first role given wins, culprit over concurrent over linearized).
+fn push_bar(
+    bars: &mut Vec<Bar>,
+    seen: &mut std::collections::HashSet<u64>,
+    op: &serde_json::Value,
+    role: Role,
+) {
+    let Some(invoke) = op.get("invoke_index").and_then(|i| i.as_u64()) else {
+        return;
+    };
+    if !seen.insert(invoke) {
+        if let (Role::Linearized { order }, Some(bar)) = (
+            role,
+            bars.iter_mut()
+                .find(|b| b.start == invoke && b.role == Role::Concurrent),
+        ) {
+            // Concurrent and linearized: show its place in the order too.
+            bar.label = format!("#{} {}", order + 1, bar.label);
+        }
+        return;
+    }
+    let kind = op.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    // An info op's completion says nothing about when it took effect: draw it open.
+    let end = match kind {
+        "ok" | "fail" => op.get("complete_index").and_then(|c| c.as_u64()),
+        _ => None,
+    };
+    let process = match op.get("process") {
+        Some(serde_json::Value::Number(n)) => format!("p{n}"),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        _ => "?".to_string(),
+    };
+    let text = op.get("text").and_then(|t| t.as_str()).unwrap_or("?");
+    let label = text
+        .strip_prefix(&format!("{process} "))
+        .unwrap_or(text)
+        .to_string();
+    bars.push(Bar {
+        lane: process,
+        start: invoke,
+        end,
+        label,
+        detail: format!(
+            "{text}\nhistory ops {invoke}-{}\ntype {kind}\nvalue {}",
+            op.get("complete_index")
+                .and_then(|c| c.as_u64())
+                .map_or("(none)".to_string(), |c| c.to_string()),
+            op.get("value").map_or("nil".to_string(), |v| v.to_string())
+        ),
+        role,
+    });
+}
+
+#[cfg(test)]
+mod linearizable_tests {
+    use super::*;
+
+    #[test]
+    fn a_real_counterexample_becomes_a_timeline_with_the_culprit_highlighted() {
+        let corpus = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../histories/tests/data/porcupine/jepsen/etcd_000.log"
+        );
+        let loaded = histories::read_any(std::path::Path::new(corpus), None).unwrap();
+        let verdict = checkers::linearizable::check(
+            &loaded.history,
+            checkers::linearizable::ModelKind::Register,
+            &Default::default(),
+        );
+        let sections = from_linearizable(&verdict.details);
+        assert_eq!(sections.len(), 1);
+        let (text, timeline) = &sections[0];
+        assert!(text[0].contains("cannot be linearized"), "{text:?}");
+        let culprits: Vec<_> = timeline
+            .bars
+            .iter()
+            .filter(|b| b.role == Role::Culprit)
+            .collect();
+        assert_eq!(culprits.len(), 1);
+        assert!(
+            timeline.bars.len() > 10,
+            "prefix and concurrent calls are drawn"
+        );
+        let page = render_page("etcd_000", &sections);
+        assert!(page.contains("#c0392b"), "the culprit's colour is used");
+    }
+
+    #[test]
+    fn a_valid_verdict_has_no_timeline() {
+        assert!(from_linearizable(&serde_json::json!({"partitions": []})).is_empty());
+        assert!(from_linearizable(&serde_json::Value::Null).is_empty());
     }
 }

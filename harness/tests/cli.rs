@@ -104,3 +104,101 @@ fn check_on_a_missing_file_exits_254() {
     assert_eq!(out.status.code(), Some(254), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/history.jsonl"));
 }
+
+fn repo_file(rel: &str) -> String {
+    format!("{}/../{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn check_detects_porcupine_logs_and_writes_an_escaped_html_counterexample() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("cx.html");
+    let out = run_splitbrain(&[
+        "check",
+        "--model",
+        "register",
+        "--html",
+        html.to_str().unwrap(),
+        &repo_file("histories/tests/data/porcupine/jepsen/etcd_000.log"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("cannot be linearized"), "{stdout}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.contains("<svg"), "a timeline is drawn");
+    assert!(page.contains("cannot be linearized"));
+    // Same verdict on a linearizable file, and no counterexample to draw.
+    let ok = run_splitbrain(&[
+        "check",
+        "--model",
+        "register",
+        &repo_file("histories/tests/data/porcupine/jepsen/etcd_002.log"),
+    ]);
+    assert_eq!(ok.status.code(), Some(0), "{}", describe(&ok));
+}
+
+#[test]
+fn check_splits_by_key_or_not_with_the_same_verdict() {
+    for extra in [&[][..], &["--no-partition"][..]] {
+        let mut args = vec!["check", "--model", "kv"];
+        args.extend_from_slice(extra);
+        let bad = repo_file("histories/tests/data/porcupine/kv/c10-bad.txt");
+        args.push(&bad);
+        let out = run_splitbrain(&args);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", describe(&out));
+    }
+}
+
+#[test]
+fn a_stale_read_is_invalid_under_strict_serializability_and_valid_under_serializability() {
+    let file = repo_file("checkers/tests/data/txn/la-stale-read.edn");
+    let strict = run_splitbrain(&["check", "--checker", "list-append", &file]);
+    assert_eq!(strict.status.code(), Some(1), "{}", describe(&strict));
+    assert!(String::from_utf8_lossy(&strict.stdout).contains("G-single-realtime"));
+    let serializable = run_splitbrain(&[
+        "check",
+        "--checker",
+        "list-append",
+        "--consistency-models",
+        "serializable",
+        &file,
+    ]);
+    assert_eq!(
+        serializable.status.code(),
+        Some(0),
+        "{}",
+        describe(&serializable)
+    );
+    let bad_model = run_splitbrain(&[
+        "check",
+        "--checker",
+        "list-append",
+        "--consistency-models",
+        "serialisable-ish",
+        &file,
+    ]);
+    assert_eq!(
+        bad_model.status.code(),
+        Some(254),
+        "{}",
+        describe(&bad_model)
+    );
+    let stderr = String::from_utf8_lossy(&bad_model.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn check_memory_limit_too_small_gives_unknown_not_a_crash() {
+    let out = run_splitbrain(&[
+        "check",
+        "--model",
+        "register",
+        "--memory-limit",
+        "1K",
+        &repo_file("histories/tests/data/porcupine/jepsen/etcd_002.log"),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("memory limit"), "{stdout}");
+}

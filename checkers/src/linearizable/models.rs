@@ -778,3 +778,104 @@ impl Model for MutexModel {
         if *held { "held" } else { "free" }.to_string()
     }
 }
+
+/// Any per-key model checked as one object holding every key: the whole history is one
+/// partition. Linearizability is local, so the verdict is the same as with the per-key split;
+/// what changes is the cost. It exists to measure what the split buys (`check
+/// --no-partition`, the benchmark's no-split row) and to cross-check the split itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unpartitioned<M>(pub M);
+
+impl<M: Model> Model for Unpartitioned<M>
+where
+    M::State: Ord,
+{
+    /// Every key's state, keys never touched left out (they hold the inner model's initial
+    /// state); a sorted map so that equal stores hash equally.
+    type State = std::collections::BTreeMap<Option<Key>, M::State>;
+    type Input = (Option<Key>, M::Input);
+    type Output = M::Output;
+
+    fn init(&self) -> Self::State {
+        Self::State::new()
+    }
+
+    fn call(
+        &self,
+        invoke: &Op,
+        completion: Option<&Op>,
+    ) -> Result<Call<Self::Input, Self::Output>, String> {
+        let key = invoke.key.clone();
+        Ok(match self.0.call(invoke, completion)? {
+            Call::Skip => Call::Skip,
+            Call::Required { input, output } => Call::Required {
+                input: (key, input),
+                output,
+            },
+            Call::Optional { input, output } => Call::Optional {
+                input: (key, input),
+                output,
+            },
+        })
+    }
+
+    fn step(
+        &self,
+        state: &Self::State,
+        (key, input): &Self::Input,
+        output: &Self::Output,
+    ) -> Option<Self::State> {
+        let init = self.0.init();
+        let before = state.get(key).unwrap_or(&init);
+        let after = self.0.step(before, input, output)?;
+        let mut next = state.clone();
+        if after == init {
+            next.remove(key);
+        } else {
+            next.insert(key.clone(), after);
+        }
+        Some(next)
+    }
+
+    fn read_only(&self, (_, input): &Self::Input, output: &Self::Output) -> bool {
+        self.0.read_only(input, output)
+    }
+
+    fn monotone(&self, (_, input): &Self::Input, output: &Self::Output) -> bool {
+        self.0.monotone(input, output)
+    }
+
+    fn may_reach(
+        &self,
+        state: &Self::State,
+        (key, input): &Self::Input,
+        output: &Self::Output,
+    ) -> bool {
+        let init = self.0.init();
+        self.0
+            .may_reach(state.get(key).unwrap_or(&init), input, output)
+    }
+
+    /// One partition for everything.
+    fn keys(&self, _invoke: &Op, _input: &Self::Input) -> Vec<Key> {
+        Vec::new()
+    }
+
+    fn describe(&self, (key, input): &Self::Input, output: &Self::Output) -> String {
+        match key {
+            Some(k) => format!("key {k}: {}", self.0.describe(input, output)),
+            None => self.0.describe(input, output),
+        }
+    }
+
+    fn describe_state(&self, state: &Self::State) -> String {
+        let parts: Vec<String> = state
+            .iter()
+            .map(|(k, s)| {
+                let k = k.as_ref().map_or("-".to_string(), |k| k.to_string());
+                format!("{k}: {}", self.0.describe_state(s))
+            })
+            .collect();
+        format!("{{{}}}", parts.join(", "))
+    }
+}
