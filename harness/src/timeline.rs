@@ -306,16 +306,38 @@ fn partition_timeline(part: &serde_json::Value) -> (Vec<String>, Timeline) {
     {
         push_bar(&mut bars, &mut seen, op, Role::Concurrent);
     }
-    for (i, op) in prefix.iter().enumerate() {
+    // The prefix is a table: rows of the columns in `longest_prefix_fields`.
+    let fields: Vec<&str> = part
+        .get("longest_prefix_fields")
+        .and_then(|f| f.as_array())
+        .map(|f| f.iter().filter_map(|n| n.as_str()).collect())
+        .unwrap_or_default();
+    for (i, row) in prefix.iter().enumerate() {
+        let op = row_object(&fields, row);
         push_bar(
             &mut bars,
             &mut seen,
-            op,
+            &op,
             Role::Linearized { order: omitted + i },
         );
     }
     let title = format!("{}not linearizable", if key.is_empty() { "" } else { &key });
     (text, Timeline { title, bars })
+}
+
+/// A table row as an object with `invoke_index` (the row's `index`); objects pass through.
+fn row_object(fields: &[&str], row: &serde_json::Value) -> serde_json::Value {
+    let Some(cells) = row.as_array() else {
+        return row.clone();
+    };
+    let mut map = serde_json::Map::new();
+    for (name, cell) in fields.iter().zip(cells) {
+        map.insert((*name).to_string(), cell.clone());
+    }
+    if let Some(index) = map.get("index").cloned() {
+        map.entry("invoke_index").or_insert(index);
+    }
+    serde_json::Value::Object(map)
 }
 
 /// Adds the op unless already drawn (an op concurrent with the culprit may also be in the

@@ -28,9 +28,11 @@
 //! `partitions: [{key, culprit, concurrent: [...], longest_prefix: [...], longest_prefix_len,
 //! longest_prefix_omitted, state_after_prefix}]`, `partitions_failed`, `unknown_partitions`,
 //! and counts (`ops`, `skipped_ops`, `partitions_checked`, `keys`, `states`, `steps`, `model`).
-//! Each call there is `{index, process, f, value, type: ok|fail|info|pending, invoke_index,
-//! complete_index, invoke_time_ns, complete_time_ns, text}` (indices are `Op::index`es;
-//! `complete_*` are null for a call that never completed).
+//! The culprit and each concurrent call is `{index, process, f, value, type:
+//! ok|fail|info|pending, invoke_index, complete_index, invoke_time_ns, complete_time_ns, text}`
+//! (indices are `Op::index`es; `complete_*` are null for a call that never completed). The
+//! longest prefix, which can be long, is a table: rows of the columns named in
+//! `longest_prefix_fields` (the same fields without the duplicate `invoke_index`).
 //!
 //! ```
 //! use checkers::linearizable::{check, LinOptions, ModelKind};
@@ -306,6 +308,9 @@ fn explain<M: Model>(
     }
 }
 
+/// Fewer calls than this (over all partitions) are searched on the calling thread.
+const PARALLEL_MIN_CALLS: usize = 1000;
+
 /// What happened to one partition.
 #[derive(Debug)]
 pub(crate) enum PartOutcome {
@@ -342,8 +347,12 @@ fn run_parts<M: Model>(
             ),
         }
     };
+    // Starting threads costs tens of microseconds each, more than checking a small history:
+    // stay on this thread unless there is enough work to share.
+    let calls_to_search: usize = queue.iter().map(|&p| prepared.parts[p].members.len()).sum();
     let threads = match queue.len() {
         0 | 1 => 1,
+        _ if calls_to_search < PARALLEL_MIN_CALLS => 1,
         n => std::thread::available_parallelism()
             .map_or(1, |c| c.get())
             .min(n),

@@ -267,7 +267,8 @@ fn explain_failure<M: Model>(
         "key": key_json(&part.keys),
         "culprit": culprit.map(|c| call_json(history, model, &prepared.calls[c])),
         "concurrent": concurrent.iter().map(|&o| call_json(history, model, &prepared.calls[o])).collect::<Vec<_>>(),
-        "longest_prefix": prefix[prefix_from..].iter().map(|&c| call_json(history, model, &prepared.calls[c])).collect::<Vec<_>>(),
+        "longest_prefix_fields": PREFIX_ROW_FIELDS,
+        "longest_prefix": prefix[prefix_from..].iter().map(|&c| call_row(history, model, &prepared.calls[c])).collect::<Vec<_>>(),
         "longest_prefix_len": prefix.len(),
         "longest_prefix_omitted": prefix_from,
         "state_after_prefix": model.describe_state(&state),
@@ -330,7 +331,47 @@ fn span_text<M: Model>(history: &History, call: &PCall<M>) -> String {
     }
 }
 
-fn call_json<M: Model>(history: &History, model: &M, call: &PCall<M>) -> Json {
+/// The columns of a `longest_prefix` row. The prefix can hold a thousand calls, so it is a
+/// table rather than a list of objects: building one object per call cost more than deciding
+/// small histories.
+const PREFIX_ROW_FIELDS: [&str; 9] = [
+    "index",
+    "process",
+    "f",
+    "value",
+    "type",
+    "complete_index",
+    "invoke_time_ns",
+    "complete_time_ns",
+    "text",
+];
+
+/// One call as a row of [`PREFIX_ROW_FIELDS`].
+fn call_row<M: Model>(history: &History, model: &M, call: &PCall<M>) -> Json {
+    let (invoke, done, kind, value) = call_parts(history, call);
+    Json::Array(vec![
+        invoke.index.into(),
+        serde_json::to_value(invoke.process).unwrap_or(Json::Null),
+        invoke.f.as_str().into(),
+        serde_json::to_value(value).unwrap_or(Json::Null),
+        kind.into(),
+        done.map(|d| d.index).into(),
+        invoke.time_ns.into(),
+        done.map(|d| d.time_ns).into(),
+        call_text(history, model, call).into(),
+    ])
+}
+
+/// The invocation, the completion if any, the outcome's name and the value worth showing.
+fn call_parts<'h, M: Model>(
+    history: &'h History,
+    call: &PCall<M>,
+) -> (
+    &'h histories::Op,
+    Option<&'h histories::Op>,
+    &'static str,
+    &'h histories::Value,
+) {
     let ops = history.ops();
     let invoke = &ops[call.invoke];
     let done = call.completion.map(|c| &ops[c]);
@@ -345,6 +386,11 @@ fn call_json<M: Model>(history: &History, model: &M, call: &PCall<M>) -> Json {
         Some(d) if d.kind == OpType::Ok || d.kind == OpType::Fail => &d.value,
         _ => &invoke.value,
     };
+    (invoke, done, kind, value)
+}
+
+fn call_json<M: Model>(history: &History, model: &M, call: &PCall<M>) -> Json {
+    let (invoke, done, kind, value) = call_parts(history, call);
     json!({
         "index": invoke.index,
         "process": invoke.process,
