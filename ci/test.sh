@@ -1,10 +1,37 @@
 #!/usr/bin/env bash
-# Sets up and runs splitbrain's test suite on a fresh machine that has the Rust toolchain.
-# The tests need nothing beyond the Rust toolchain today (later targets add Debian packages,
-# installed here with apt-get when missing). Runs the
-# format and lint checks and every test of the workspace against real processes.
+# Sets up and runs splitbrain's test suite on a fresh machine that has the Rust toolchain:
+# installs the Debian packages the tests drive for real (network namespaces and firewall rules,
+# headless Chromium for the report test, etcd, Redis, PostgreSQL) when they are missing, then
+# runs the format and lint checks and every test of the workspace against real processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# command-to-look-for:debian-package
+needed=(
+  ip:iproute2
+  nft:nftables
+  iptables:iptables
+  chromium:chromium
+  etcd:etcd-server
+  etcdctl:etcd-client
+  redis-server:redis-server
+  redis-sentinel:redis-sentinel
+  pg_ctlcluster:postgresql
+)
+missing=()
+for pair in "${needed[@]}"; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "ci/test.sh: missing packages ${missing[*]}; run as root (or install them) first" >&2
+    exit 254
+  fi
+  echo "ci/test.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check
