@@ -17,6 +17,7 @@ needed=(
   redis-server:redis-server
   redis-sentinel:redis-sentinel
   pg_ctlcluster:postgresql
+  dot:graphviz
 )
 missing=()
 for pair in "${needed[@]}"; do

@@ -117,6 +117,10 @@ struct CheckArgs {
     /// Write the counterexample as a self-contained HTML page with a timeline per failing key.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    /// Transactional checkers: write each explained dependency cycle into DIR as DOT, and as
+    /// SVG when graphviz is installed.
+    #[arg(long, value_name = "DIR")]
+    graphs: Option<PathBuf>,
     /// Print the verdict as JSON.
     #[arg(long)]
     json: bool,
@@ -296,6 +300,28 @@ fn check_command(args: CheckArgs) -> i32 {
     {
         eprintln!("splitbrain: cannot print the verdict: {e}");
         return exit::CRASH;
+    }
+    if let Some(dir) = &args.graphs {
+        for v in verdicts.values() {
+            match crate::cycle_graphs::write(v, dir) {
+                Ok((files, warnings)) => {
+                    for w in warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    if !files.is_empty() {
+                        eprintln!(
+                            "splitbrain: {} cycle graph files written to {}",
+                            files.len(),
+                            dir.display()
+                        );
+                    }
+                }
+                Err(e) => {
+                    eprintln!("splitbrain: cannot write into {}: {e}", dir.display());
+                    return exit::BAD_INPUT;
+                }
+            }
+        }
     }
     if let Some(path) = &args.html {
         let title = format!("{}: {}", args.file.display(), valid);

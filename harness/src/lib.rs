@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod cycle_graphs;
 pub mod generator;
 pub mod nemesis;
 pub mod recorder;
