@@ -328,7 +328,44 @@ fn anomalies_the_models_allow_are_reported_but_do_not_invalidate() {
     );
     assert_eq!(
         v.summary,
-        "valid under snapshot-isolation: 3 transactions; found only anomalies these models allow: G2-item (1)"
+        "valid under snapshot-isolation: 3 transactions; found only anomalies these models allow: G2-item (1); not checked (undetectable here): G-SIa, G-SIb"
+    );
+}
+
+#[test]
+fn anomalies_a_selected_model_names_but_no_graph_shows_are_listed_as_not_checked() {
+    let h = load("la-valid.edn");
+    // The serializable models are defined by G1 and G2 cycles, all of which are searched.
+    let strict = run(&h, LA, &[]);
+    assert_eq!(strings(&strict, "not-checked"), Vec::<String>::new());
+    assert!(
+        !strict.summary.contains("not checked"),
+        "{}",
+        strict.summary
+    );
+    // Snapshot isolation is defined over start points the history does not record.
+    let si = run(&h, LA, &["snapshot-isolation"]);
+    assert_eq!(si.valid, Validity::True);
+    assert_eq!(strings(&si, "not-checked"), ["G-SIa", "G-SIb"]);
+    assert_eq!(
+        si.summary,
+        "valid under snapshot-isolation: no anomalies in 8 transactions; not checked (undetectable here): G-SIa, G-SIb"
+    );
+    assert_eq!(
+        si.explanation,
+        [
+            "G-SIa is not checked: interference needs each transaction's start point (its snapshot), which the history does not record.",
+            "G-SIb is not checked: missed effects are found only where they form a G-single cycle; cycles that need start-order edges cannot be seen without start points.",
+        ]
+    );
+    let cs = run(&h, LA, &["cursor-stability", "monotonic-view"]);
+    assert_eq!(strings(&cs, "not-checked"), ["G-cursor", "G-monotonic"]);
+    // An invalid verdict says it too.
+    let v = run(&load("la-g1a.edn"), LA, &["update-serializable"]);
+    assert_eq!(v.valid, Validity::False);
+    assert_eq!(
+        v.summary,
+        "not update-serializable: G1a (1); not checked (undetectable here): G-update"
     );
 }
 
@@ -463,6 +500,97 @@ fn rw_register_cyclic_versions() {
 fn rw_register_garbage_read() {
     assert_anomalies("rw-garbage.edn", RW, &["garbage"], &["read-uncommitted"]);
     assert_valid(&variant("rw-garbage.edn", "[:r 1 7]", "[:r 1 nil]"), RW);
+}
+
+// ---- rw-register: optional version-order assumptions ----
+
+fn run_with(history: &History, sequential_keys: bool, linearizable_keys: bool) -> Verdict {
+    let mut opts = TxnOptions::new(RW);
+    opts.sequential_keys = sequential_keys;
+    opts.linearizable_keys = linearizable_keys;
+    check(history, &opts)
+}
+
+#[test]
+fn rw_register_sequential_keys_order_versions_along_each_process() {
+    // p0 writes 1 then 2 to key 1; p1, concurrent with both, reads 1 and p0's later write to
+    // key 2. Only per-process order says 1 < 2, making p1's read of 1 precede p0's write of 2.
+    let h = load("rw-sequential-keys.edn");
+    assert_valid(&h, RW);
+    let v = run_with(&h, true, false);
+    assert_eq!(v.valid, Validity::False, "{}", v.summary);
+    assert_eq!(strings(&v, "anomaly-types"), ["G-single"]);
+    assert_eq!(
+        v.explanation[1..8],
+        [
+            "  G-single: a cycle with exactly one read-write anti-dependency (rw), the other edges ww or wr: read skew",
+            "  Let:",
+            "    T1 = index 5, p1: [[r 1 1] [r 2 1]]",
+            "    T2 = index 4, p0: [[w 1 2] [w 2 1]]",
+            "  Then:",
+            "    - T1 < T2, because T1 read key 1 = 1, which T2 overwrote with 2 (keys are assumed sequential, and process 0 saw 1 (index 2) before 2 (index 4)) (rw).",
+            "    - However, T2 < T1, because T1 read key 2 = 1, written by T2 (wr): a cycle.",
+        ]
+    );
+    assert_eq!(
+        v.details["anomalies"]["G-single"][0]["steps"][0]["source"],
+        "sequential-keys"
+    );
+    // The two writes are also one after the other in real time, so linearizable keys (a
+    // stronger assumption) find the same cycle.
+    assert_eq!(run_with(&h, false, true).valid, Validity::False);
+}
+
+#[test]
+fn rw_register_linearizable_keys_order_versions_in_real_time() {
+    // As above, but the two writes are by different processes, one after the other.
+    let h = load("rw-linearizable-keys.edn");
+    assert_valid(&h, RW);
+    assert_eq!(run_with(&h, true, false).valid, Validity::True);
+    let v = run_with(&h, false, true);
+    assert_eq!(v.valid, Validity::False, "{}", v.summary);
+    assert_eq!(strings(&v, "anomaly-types"), ["G-single"]);
+    assert_eq!(
+        v.explanation[6],
+        "    - T1 < T2, because T1 read key 1 = 1, which T2 overwrote with 2 (keys are assumed linearizable, and the transaction that saw 1 completed (index 2) before the one that saw 2 was invoked (index 3)) (rw)."
+    );
+}
+
+#[test]
+fn rw_register_sequential_keys_that_go_back_to_nil_are_cyclic_versions() {
+    // A process writes 1, then reads nil: a stale read either way, and under sequential keys a
+    // version order that returns to the initial state.
+    let h = load("rw-sequential-nil.edn");
+    assert_eq!(
+        strings(&run(&h, RW, &[]), "anomaly-types"),
+        ["G-single-process"]
+    );
+    let v = run_with(&h, true, false);
+    assert_eq!(
+        strings(&v, "anomaly-types"),
+        ["G-single-process", "cyclic-versions"]
+    );
+    let case = &v.details["anomalies"]["cyclic-versions"][0];
+    assert_eq!(case["values"], serde_json::json!([null, 1]));
+    assert_eq!(
+        case["sources"],
+        serde_json::json!(["initial-state", "wfr-keys", "sequential-keys"])
+    );
+}
+
+#[test]
+fn rw_register_optional_sources_keep_simulated_serializable_histories_valid() {
+    for seed in 0..20 {
+        let g = generate(&GenOptions {
+            workload: RW,
+            txns: 600,
+            seed,
+            keys: 3,
+            ..GenOptions::default()
+        });
+        let v = run_with(&g.history, true, true);
+        assert_eq!(v.valid, Validity::True, "seed {seed}: {}", v.summary);
+    }
 }
 
 // ---- valid histories ----

@@ -23,7 +23,14 @@
 //!
 //! The verdict is invalid when an anomaly found is prohibited by one of the selected models
 //! (default: strict-serializable); the details list every anomaly found, and `not` / `also-not`
-//! the models they rule out, as Elle does.
+//! the models they rule out, as Elle does. Some models are defined by anomalies no dependency
+//! graph built from invocations and completions can show (G-SIa and G-SIb need transactions'
+//! start points; G-cursor, G-monotonic, G-MSR and G-update need finer graphs): when a selected
+//! model needs one, the details list it under `not-checked` and the summary says so. The
+//! serializable models (G1 and G2 with their process and real-time variants) are checked in full.
+//!
+//! For rw-register, [`TxnOptions::sequential_keys`] and [`TxnOptions::linearizable_keys`] add
+//! Elle's optional assumptions to the version-order inference (see the `rw_register` module).
 //!
 //! ```
 //! use checkers::txn::{check, ConsistencyModel, TxnOptions, Workload};
@@ -137,6 +144,14 @@ pub struct TxnOptions {
     /// Search steps allowed per anomaly class per strongly connected component. When a class
     /// search runs out, the component still gets one cycle from an unconstrained search.
     pub cycle_search_budget: u64,
+    /// rw-register only (Elle's `:sequential-keys?`): assume each key is sequentially
+    /// consistent, so every process observes a key's versions in order, and infer version order
+    /// from each process's successive reads and writes. Off by default.
+    pub sequential_keys: bool,
+    /// rw-register only (Elle's `:linearizable-keys?`): assume each key is linearizable, and
+    /// infer version order from the real-time order of the transactions that read or wrote it.
+    /// Off by default.
+    pub linearizable_keys: bool,
 }
 
 impl TxnOptions {
@@ -148,6 +163,8 @@ impl TxnOptions {
             cancel: None,
             max_cases_per_type: 16,
             cycle_search_budget: 2_000_000,
+            sequential_keys: false,
+            linearizable_keys: false,
         }
     }
 }
@@ -189,7 +206,18 @@ pub fn check(history: &History, opts: &TxnOptions) -> Verdict {
             }
         }
         Workload::RwRegister => {
-            match rw_register::analyze(history, &txns, &mut graph, &mut cases, &mut observed) {
+            let sources = rw_register::VersionSources {
+                sequential_keys: opts.sequential_keys,
+                linearizable_keys: opts.linearizable_keys,
+            };
+            match rw_register::analyze(
+                history,
+                &txns,
+                sources,
+                &mut graph,
+                &mut cases,
+                &mut observed,
+            ) {
                 Ok(a) => Box::new(a),
                 Err(e) => return unknown(e),
             }
@@ -319,6 +347,8 @@ fn verdict(
         .filter(|a| !prohibited.contains(a))
         .collect();
     let b = boundary(found.iter().copied());
+    let not_checked = ConsistencyModel::not_checked(models);
+    let unchecked_names: Vec<&str> = not_checked.iter().map(|(a, _)| *a).collect();
     let model_names: Vec<&str> = models.iter().map(|m| m.name()).collect();
     let models_text = model_names.join(", ");
     let counted = |list: &[&str]| {
@@ -334,7 +364,7 @@ fn verdict(
     } else {
         Validity::True
     };
-    let summary = match valid {
+    let base = match valid {
         Validity::False => format!("not {models_text}: {}", counted(&bad)),
         Validity::Unknown => format!(
             "unknown: the check was cancelled after {txn_count} transactions were analysed and before the cycle search finished"
@@ -346,6 +376,16 @@ fn verdict(
             "valid under {models_text}: {txn_count} transactions; found only anomalies these models allow: {}",
             counted(&allowed)
         ),
+    };
+    // A model whose definition names anomalies no graph here can show is checked only in part;
+    // say so wherever the verdict is read.
+    let summary = if unchecked_names.is_empty() || valid == Validity::Unknown {
+        base
+    } else {
+        format!(
+            "{base}; not checked (undetectable here): {}",
+            unchecked_names.join(", ")
+        )
     };
 
     let mut explanation = Vec::new();
@@ -383,6 +423,10 @@ fn verdict(
         ));
     }
 
+    for (a, why) in &not_checked {
+        explanation.push(format!("{a} is not checked: {why}."));
+    }
+
     let anomalies: serde_json::Map<String, serde_json::Value> = cases
         .by_type
         .iter()
@@ -412,6 +456,7 @@ fn verdict(
             "anomaly-counts": counts,
             "not": names(&b.not),
             "also-not": names(&b.also_not),
+            "not-checked": unchecked_names,
             "txn-count": txn_count,
             "graph": {
                 "nodes": graph.node_count(),
