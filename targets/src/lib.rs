@@ -1,6 +1,7 @@
 //! The systems splitbrain tests: the [`Db`] / [`Client`] protocols with their optional
 //! capabilities, the `refnode` reference node, and its cluster driver.
 
+pub mod adapters;
 pub mod db;
 pub mod process;
 pub mod refnode;

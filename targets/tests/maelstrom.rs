@@ -1,0 +1,226 @@
+//! The Maelstrom host with real node processes: the example node (echo, unique ids,
+//! broadcast by gossip, lin-kv through the service) and a Python node run unchanged, with
+//! every node-to-node message routed (and partitioned, dropped or delayed) by the host,
+//! network statistics, a killed node re-initialized, and a teardown that leaves no process.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{T, assert_no_process_left, call, cas};
+use histories::{F, OpType, Value};
+use targets::adapters::maelstrom::{MaelstromConfig, MaelstromHost, Topology};
+use targets::{Client, Db, Invocation, Kill};
+
+const NODE: &str = env!("CARGO_BIN_EXE_maelstrom-echo-broadcast");
+
+fn op(f: &str, value: Value) -> Invocation {
+    Invocation {
+        f: F::Other(f.to_string()),
+        key: None,
+        value,
+    }
+}
+
+fn read_all() -> Invocation {
+    Invocation {
+        f: F::Read,
+        key: None,
+        value: Value::Nil,
+    }
+}
+
+async fn host(dir: &std::path::Path, topology: Topology) -> MaelstromHost {
+    let h = MaelstromHost::new(MaelstromConfig {
+        binary: PathBuf::from(NODE),
+        node_count: 3,
+        dir: dir.to_path_buf(),
+        topology,
+        seed: 42,
+        ..MaelstromConfig::default()
+    })
+    .unwrap();
+    h.start(Duration::from_secs(10)).await.unwrap();
+    h
+}
+
+/// Reads through `client` until it returns `want`, within `limit`.
+async fn until_read(client: &mut Box<dyn Client>, want: &Value, limit: Duration) -> Value {
+    let t0 = Instant::now();
+    let mut last = Value::Nil;
+    while t0.elapsed() < limit {
+        let r = client.invoke(&read_all(), T).await;
+        last = r.value;
+        if &last == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_unique_ids_broadcast_and_lin_kv_work_through_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = host(dir.path(), Topology::Grid).await;
+    let mut clients: Vec<Box<dyn Client>> = (0..3).map(|p| h.client(p)).collect();
+
+    let e = clients[0]
+        .invoke(&op("echo", Value::Str("hi".into())), T)
+        .await;
+    assert_eq!(
+        (e.kind, e.value, e.node.as_deref()),
+        (OpType::Ok, Value::Str("hi".into()), Some("n1"))
+    );
+
+    let mut ids = BTreeSet::new();
+    for i in 0..30 {
+        let g = clients[i % 3].invoke(&op("generate", Value::Nil), T).await;
+        assert_eq!(g.kind, OpType::Ok, "{g:?}");
+        assert!(ids.insert(g.value.to_string()), "duplicate id {}", g.value);
+    }
+
+    for v in 1..=6 {
+        let b = clients[v as usize % 3]
+            .invoke(&op("broadcast", Value::Int(v)), T)
+            .await;
+        assert_eq!(b.kind, OpType::Ok, "{b:?}");
+    }
+    let all = Value::List((1..=6).map(Value::Int).collect());
+    for c in &mut clients {
+        assert_eq!(until_read(c, &all, Duration::from_secs(5)).await, all);
+    }
+
+    // lin-kv through the service: the node passes requests on and answers back.
+    let missing = clients[1].invoke(&call(F::Read, 1, Value::Nil), T).await;
+    assert_eq!(missing.kind, OpType::Fail, "key-does-not-exist is definite");
+    assert_eq!(
+        clients[1]
+            .invoke(&call(F::Write, 1, Value::Int(5)), T)
+            .await
+            .kind,
+        OpType::Ok
+    );
+    let r = clients[2].invoke(&call(F::Read, 1, Value::Nil), T).await;
+    assert_eq!((r.kind, r.value), (OpType::Ok, Value::Int(5)));
+    assert_eq!(clients[0].invoke(&cas(1, 5, 6), T).await.kind, OpType::Ok);
+    let stale = clients[0].invoke(&cas(1, 5, 7), T).await;
+    assert_eq!(
+        stale.kind,
+        OpType::Fail,
+        "precondition-failed is definite: {stale:?}"
+    );
+
+    let unsupported = clients[0].invoke(&op("increment", Value::Int(1)), T).await;
+    assert_eq!(
+        unsupported.kind,
+        OpType::Fail,
+        "not-supported is definite: {unsupported:?}"
+    );
+
+    let stats = h.net_stats();
+    let (all_per_op, clients_per_op, servers_per_op) = stats.msgs_per_op();
+    eprintln!(
+        "{stats:?}; msgs per op: all {all_per_op:.2}, clients {clients_per_op:.2}, servers {servers_per_op:.2}"
+    );
+    assert!(stats.servers.send_count > 0 && stats.clients.send_count >= 2 * stats.ops);
+    assert_eq!(
+        stats.all.send_count,
+        stats.clients.send_count + stats.servers.send_count
+    );
+    h.teardown().await;
+    assert_no_process_left(dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_waits_out_a_partition_loss_and_delay_and_then_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = host(dir.path(), Topology::Total).await;
+    let mut n1 = h.client(0);
+    let mut n2 = h.client(1);
+    h.partition(&[vec!["n1".into()], vec!["n2".into(), "n3".into()]]);
+    assert_eq!(
+        n1.invoke(&op("broadcast", Value::Int(7)), T).await.kind,
+        OpType::Ok
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let cut_off = n2.invoke(&read_all(), T).await;
+    assert_eq!(
+        cut_off.value,
+        Value::List(vec![]),
+        "the partition let gossip through"
+    );
+    assert!(h.net_stats().dropped > 0);
+    h.heal();
+    h.set_loss(0.5);
+    h.set_delay(5, 50);
+    let want = Value::List(vec![Value::Int(7)]);
+    assert_eq!(
+        until_read(&mut n2, &want, Duration::from_secs(10)).await,
+        want
+    );
+    h.set_loss(0.0);
+    h.set_delay(0, 0);
+    h.teardown().await;
+    assert_no_process_left(dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_refuses_definitely_then_restarts_and_is_initialized_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = host(dir.path(), Topology::Total).await;
+    let mut c = h.client(1);
+    Kill::kill(&h, "n2").await.unwrap();
+    let down = c.invoke(&op("echo", Value::Int(1)), T).await;
+    assert_eq!(down.kind, OpType::Fail, "{down:?}");
+    h.restart("n2").await.unwrap();
+    let up = c.invoke(&op("echo", Value::Int(2)), T).await;
+    assert_eq!((up.kind, up.value), (OpType::Ok, Value::Int(2)));
+    h.teardown().await;
+    assert_no_process_left(dir.path());
+}
+
+/// A Maelstrom node written in Python, as Maelstrom's own demos are: it must run unchanged.
+const PYTHON_ECHO: &str = r#"
+import json, sys
+node = None
+for line in sys.stdin:
+    msg = json.loads(line)
+    body = msg["body"]
+    reply = None
+    if body["type"] == "init":
+        node = body["node_id"]
+        reply = {"type": "init_ok"}
+    elif body["type"] == "echo":
+        reply = {"type": "echo_ok", "echo": body["echo"]}
+    else:
+        reply = {"type": "error", "code": 10, "text": "unsupported"}
+    reply["in_reply_to"] = body["msg_id"]
+    print(json.dumps({"src": node, "dest": msg["src"], "body": reply}), flush=True)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_node_runs_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("echo.py");
+    std::fs::write(&script, PYTHON_ECHO).unwrap();
+    let h = MaelstromHost::new(MaelstromConfig {
+        binary: PathBuf::from("python3"),
+        args: vec![script.to_string_lossy().into_owned()],
+        node_count: 2,
+        dir: dir.path().to_path_buf(),
+        ..MaelstromConfig::default()
+    })
+    .unwrap();
+    h.start(Duration::from_secs(10)).await.unwrap();
+    let mut c = h.client(1);
+    let e = c.invoke(&op("echo", Value::Str("py".into())), T).await;
+    assert_eq!(
+        (e.kind, e.value, e.node.as_deref()),
+        (OpType::Ok, Value::Str("py".into()), Some("n2"))
+    );
+    h.teardown().await;
+    assert_no_process_left(dir.path());
+}
