@@ -4,6 +4,7 @@
 //! passes a cancellation flag that it sets from outside.
 
 pub mod linearizable;
+pub mod replication;
 pub mod stats;
 pub mod txn;
 mod verdict;

@@ -1,7 +1,7 @@
 //! A cluster of refnode processes on 127.0.0.1, started and faulted by the harness, and the
 //! client that drives it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -16,7 +16,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::client::{CallError, NodeClient};
-use super::protocol::{ErrorCode, ReplyBody, RequestBody, Role, Status};
+use super::protocol::{ErrorCode, ReplicaStatus, ReplyBody, RequestBody, Role, Status};
+use super::server::version_vector::VersionVector;
 use crate::db::{
     Client, Clock, Completion, Db, Invocation, Kill, Member, NodeId, Pause, Primary, ReadRouting,
 };
@@ -29,7 +30,8 @@ pub struct RefnodeConfig {
     /// The `refnode` executable.
     pub binary: PathBuf,
     pub node_count: usize,
-    /// `sync`, `semi-sync`, `async` or `chain` (the `--replication` flag).
+    /// `sync`, `semi-sync`, `async`, `chain`, `multi-leader` or `leaderless` (the
+    /// `--replication` flag).
     pub replication: String,
     /// `naive` or `fenced` (the `--failover` flag).
     pub failover: String,
@@ -43,6 +45,90 @@ pub struct RefnodeConfig {
     pub heartbeat_ms: u64,
     pub failover_timeout_ms: u64,
     pub sync_timeout_ms: u64,
+    /// Where the nodes listen and how they reach each other when the harness puts a network
+    /// fabric between them (namespaces, proxies); `None`: free ports on 127.0.0.1, direct.
+    pub network: Option<NodeNetwork>,
+    /// Multi-leader: `circular`, `star` or `all-to-all` (`--topology`).
+    pub topology: String,
+    /// Multi-leader and leaderless: `none`, `lww`, `highest-id` or `siblings` (`--conflict`).
+    pub conflict: String,
+    /// Multi-leader: write each key at its home leader only (`--home-leader-routing`).
+    pub home_leader_routing: bool,
+    /// Leaderless: replicas per key and the write and read quorums (`--n`, `--w`, `--r`).
+    pub n: usize,
+    pub w: usize,
+    pub r: usize,
+    /// Leaderless: `--read-repair`, `--anti-entropy`, `--sloppy-quorum`.
+    pub read_repair: bool,
+    pub anti_entropy: bool,
+    pub sloppy_quorum: bool,
+    /// Leaderless: `--quorum-timeout-ms`, `--anti-entropy-interval-ms`,
+    /// `--handoff-interval-ms`.
+    pub quorum_timeout_ms: u64,
+    pub anti_entropy_interval_ms: u64,
+    pub handoff_interval_ms: u64,
+}
+
+impl RefnodeConfig {
+    /// Whether the design has no single leader (multi-leader or leaderless).
+    pub fn leaderless_or_multi_leader(&self) -> bool {
+        matches!(self.replication.as_str(), "multi-leader" | "leaderless")
+    }
+
+    /// The flags of the multi-leader and leaderless designs, for the configured one.
+    fn design_flags(&self) -> Vec<String> {
+        let switch = |on: bool| if on { "on" } else { "off" }.to_string();
+        match self.replication.as_str() {
+            "multi-leader" => {
+                let mut flags = vec![
+                    "--topology".to_string(),
+                    self.topology.clone(),
+                    "--conflict".to_string(),
+                    self.conflict.clone(),
+                ];
+                if self.home_leader_routing {
+                    flags.push("--home-leader-routing".to_string());
+                }
+                flags
+            }
+            "leaderless" => vec![
+                "--conflict".to_string(),
+                self.conflict.clone(),
+                "--n".to_string(),
+                self.n.to_string(),
+                "--w".to_string(),
+                self.w.to_string(),
+                "--r".to_string(),
+                self.r.to_string(),
+                "--read-repair".to_string(),
+                switch(self.read_repair),
+                "--anti-entropy".to_string(),
+                switch(self.anti_entropy),
+                "--sloppy-quorum".to_string(),
+                switch(self.sloppy_quorum),
+                "--quorum-timeout-ms".to_string(),
+                self.quorum_timeout_ms.to_string(),
+                "--anti-entropy-interval-ms".to_string(),
+                self.anti_entropy_interval_ms.to_string(),
+                "--handoff-interval-ms".to_string(),
+                self.handoff_interval_ms.to_string(),
+            ],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Addresses and launchers of a cluster behind a network fabric.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeNetwork {
+    /// Each node's listen address, n1 first; exactly one per node.
+    pub listen: Vec<SocketAddr>,
+    /// The address node `from` dials to reach node `to`, keyed `(from, to)`, when it is not
+    /// `to`'s listen address (e.g. a proxy port on that link).
+    pub routes: BTreeMap<(NodeId, NodeId), SocketAddr>,
+    /// Program and arguments a node is started under, its own command line following
+    /// (e.g. `ip netns exec NS`); nodes not named are started directly.
+    pub launcher: BTreeMap<NodeId, Vec<String>>,
 }
 
 impl Default for RefnodeConfig {
@@ -59,6 +145,19 @@ impl Default for RefnodeConfig {
             heartbeat_ms: 100,
             failover_timeout_ms: 1000,
             sync_timeout_ms: 1000,
+            network: None,
+            topology: "all-to-all".to_string(),
+            conflict: "lww".to_string(),
+            home_leader_routing: false,
+            n: 3,
+            w: 2,
+            r: 2,
+            read_repair: true,
+            anti_entropy: true,
+            sloppy_quorum: false,
+            quorum_timeout_ms: 1000,
+            anti_entropy_interval_ms: 1000,
+            handoff_interval_ms: 500,
         }
     }
 }
@@ -98,7 +197,15 @@ impl RefnodeCluster {
                 config.binary.display()
             );
         }
-        let ports = free_loopback_ports(config.node_count)?;
+        let ports = match &config.network {
+            Some(net) if net.listen.len() != config.node_count => bail!(
+                "the network layout has {} listen addresses for {} nodes",
+                net.listen.len(),
+                config.node_count
+            ),
+            Some(net) => net.listen.clone(),
+            None => free_loopback_ports(config.node_count)?,
+        };
         let specs = ports
             .into_iter()
             .enumerate()
@@ -124,10 +231,19 @@ impl RefnodeCluster {
         self.config.dir.join(format!("{node}.log"))
     }
 
-    fn peers_flag(&self) -> String {
+    /// `--peers` for `node`: every node's address as `node` dials it.
+    fn peers_flag(&self, node: &str) -> String {
+        let route = |to: &NodeSpec| {
+            self.config
+                .network
+                .as_ref()
+                .and_then(|n| n.routes.get(&(node.to_string(), to.id.clone())))
+                .copied()
+                .unwrap_or(to.addr)
+        };
         self.specs
             .iter()
-            .map(|s| format!("{}={}", s.id, s.addr))
+            .map(|s| format!("{}={}", s.id, route(s)))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -160,13 +276,26 @@ impl RefnodeCluster {
             .get(node)
             .copied()
             .unwrap_or(0);
-        let mut cmd = Command::new(&self.config.binary);
+        let launcher = self
+            .config
+            .network
+            .as_ref()
+            .and_then(|n| n.launcher.get(node))
+            .filter(|l| !l.is_empty());
+        let mut cmd = match launcher {
+            Some(l) => {
+                let mut c = Command::new(&l[0]);
+                c.args(&l[1..]).arg(&self.config.binary);
+                c
+            }
+            None => Command::new(&self.config.binary),
+        };
         cmd.arg("--id")
             .arg(&spec.id)
             .arg("--listen")
             .arg(spec.addr.to_string())
             .arg("--peers")
-            .arg(self.peers_flag())
+            .arg(self.peers_flag(node))
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--log-file")
@@ -195,6 +324,7 @@ impl RefnodeCluster {
         if join {
             cmd.arg("--join");
         }
+        cmd.args(self.config.design_flags());
         process::die_with_parent(&mut cmd);
         let mut child = cmd
             .spawn()
@@ -248,11 +378,96 @@ impl RefnodeCluster {
         futures_join_all(queries).await
     }
 
+    /// Asks every multi-leader or leaderless node for its status; `None` for nodes that do
+    /// not answer in time.
+    pub async fn replica_statuses(
+        &self,
+        timeout: Duration,
+    ) -> Vec<(NodeId, Option<ReplicaStatus>)> {
+        let queries = self.specs.iter().cloned().map(|spec| async move {
+            let mut client = NodeClient::new(spec.addr);
+            let status = match client.call(RequestBody::Status, timeout).await {
+                Ok(ReplyBody::ReplicaStatusOk(s)) => Some(*s),
+                _ => None,
+            };
+            (spec.id, status)
+        });
+        futures_join_all(queries).await
+    }
+
+    /// Sends `node` one request directly (no routing, no retry).
+    pub async fn call(
+        &self,
+        node: &str,
+        body: RequestBody,
+        timeout: Duration,
+    ) -> anyhow::Result<ReplyBody> {
+        let mut client = NodeClient::new(self.spec(node)?.addr);
+        client
+            .call(body, timeout)
+            .await
+            .map_err(|e| anyhow!("{node}: {e}"))
+    }
+
+    /// Multi-leader and leaderless nodes: from now on `node` drops every message to and from
+    /// `peers` (an empty list heals it). This partitions a loopback cluster without a
+    /// network fabric.
+    pub async fn block(&self, node: &str, peers: &[&str]) -> anyhow::Result<()> {
+        let peers: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
+        match self
+            .call(node, RequestBody::Block { peers }, Duration::from_secs(1))
+            .await?
+        {
+            ReplyBody::BlockOk { .. } => Ok(()),
+            other => bail!("{node} answered block with {other:?}"),
+        }
+    }
+
+    /// Blocks every pair of nodes in different `groups` (nodes in no group are cut off
+    /// from all others).
+    pub async fn partition(&self, groups: &[&[&str]]) -> anyhow::Result<()> {
+        for spec in &self.specs {
+            let mine = groups
+                .iter()
+                .find(|g| g.contains(&spec.id.as_str()))
+                .copied()
+                .unwrap_or(&[]);
+            let others: Vec<&str> = self
+                .specs
+                .iter()
+                .map(|s| s.id.as_str())
+                .filter(|id| *id != spec.id && !mine.contains(id))
+                .collect();
+            self.block(&spec.id, &others).await?;
+        }
+        Ok(())
+    }
+
+    /// Lifts every `block` (paused or dead nodes are skipped: they block nothing after a
+    /// restart either).
+    pub async fn heal_blocks(&self) -> anyhow::Result<()> {
+        for spec in &self.specs {
+            let running = self
+                .running
+                .lock()
+                .expect("lock")
+                .get(&spec.id)
+                .is_some_and(|p| !p.paused);
+            if running {
+                self.block(&spec.id, &[]).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn wait_healthy(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let statuses = self.statuses(Duration::from_millis(300)).await;
-            let problem = health_problem(&statuses);
+            let problem = if self.config.leaderless_or_multi_leader() {
+                replica_health_problem(&self.replica_statuses(Duration::from_millis(300)).await)
+            } else {
+                health_problem(&self.statuses(Duration::from_millis(300)).await)
+            };
             match problem {
                 None => return Ok(()),
                 Some(why) if tokio::time::Instant::now() >= deadline => {
@@ -275,6 +490,26 @@ impl RefnodeCluster {
             .with_context(|| format!("cannot send {signal} to {node}"))?;
         Ok(proc.pid)
     }
+}
+
+/// Multi-leader and leaderless clusters are healthy when every node answers (every node
+/// accepts requests; there is no leader to agree on), and every leaderless node has heard
+/// from every peer, so its links are up and its failure detector trusts them.
+fn replica_health_problem(statuses: &[(NodeId, Option<ReplicaStatus>)]) -> Option<String> {
+    for (id, status) in statuses {
+        let Some(status) = status else {
+            return Some(format!("{id} does not answer"));
+        };
+        if status.replication == "leaderless" {
+            if let Some((peer, _)) = statuses
+                .iter()
+                .find(|(p, _)| p != id && !status.alive.contains(p))
+            {
+                return Some(format!("{id} has not heard from {peer} yet"));
+            }
+        }
+    }
+    None
 }
 
 /// Why the statuses do not describe a healthy cluster, or `None` when they do: every node
@@ -361,11 +596,16 @@ impl Db for RefnodeCluster {
     }
 
     fn client(&self, process: u64) -> Box<dyn Client> {
-        Box::new(RefnodeClient::new(
+        let client = RefnodeClient::new(
             self.specs.iter().map(|s| (s.id.clone(), s.addr)).collect(),
             process,
             self.config.read_routing,
-        ))
+        );
+        Box::new(if self.config.leaderless_or_multi_leader() {
+            client.writing_at_own_node()
+        } else {
+            client
+        })
     }
 
     fn kill(&self) -> Option<&dyn Kill> {
@@ -447,6 +687,16 @@ impl Pause for RefnodeCluster {
 #[async_trait]
 impl Primary for RefnodeCluster {
     async fn primaries(&self) -> Vec<NodeId> {
+        if self.config.leaderless_or_multi_leader() {
+            // Every answering multi-leader node leads; leaderless nodes have no leader.
+            return self
+                .replica_statuses(Duration::from_millis(300))
+                .await
+                .into_iter()
+                .filter(|(_, s)| s.as_ref().is_some_and(|s| s.replication == "multi-leader"))
+                .map(|(id, _)| id)
+                .collect();
+        }
         let statuses = self.statuses(Duration::from_millis(300)).await;
         let mut leaders: Vec<(u64, NodeId)> = statuses
             .into_iter()
@@ -565,7 +815,15 @@ pub struct RefnodeClient {
     reads: u64,
     /// The log index of this client's last acknowledged write (0 = none yet).
     last_write_index: u64,
+    /// Multi-leader and leaderless: per key, the context of this client's last read, plus
+    /// its own writes since; passed with the next write of the key, which then supersedes
+    /// exactly what this client has seen.
+    contexts: HashMap<i64, VersionVector>,
 }
+
+/// Most keys a client remembers a context for; beyond it the client forgets them all, which
+/// only makes its next writes concurrent with (siblings of) what it had read.
+const MAX_CONTEXTS: usize = 10_000;
 
 impl RefnodeClient {
     pub fn new(nodes: Vec<(NodeId, SocketAddr)>, process: u64, routing: ReadRouting) -> Self {
@@ -582,7 +840,28 @@ impl RefnodeClient {
             routing,
             reads: 0,
             last_write_index: 0,
+            contexts: HashMap::new(),
         }
+    }
+
+    /// Multi-leader and leaderless clusters: this client writes at its own node (process
+    /// modulo node count) rather than at a leader, following `not-leader` redirects of
+    /// home-leader routing.
+    pub fn writing_at_own_node(mut self) -> Self {
+        self.leader_guess = self.bound;
+        self
+    }
+
+    /// The context this client passes with its next write of `key`, if any.
+    pub fn context(&self, key: i64) -> Option<&VersionVector> {
+        self.contexts.get(&key)
+    }
+
+    fn remember_context(&mut self, key: i64, context: VersionVector) {
+        if self.contexts.len() >= MAX_CONTEXTS && !self.contexts.contains_key(&key) {
+            self.contexts.clear();
+        }
+        self.contexts.insert(key, context);
     }
 
     /// The log index of the last write this client saw acknowledged (what `ryw` reads ask
@@ -668,6 +947,14 @@ fn request_for(call: &Invocation) -> Result<RequestBody, String> {
             }),
             v => Err(format!("exec needs a statement string, got {v}")),
         },
+        // The set workload and per-node reads of the designs without a single leader.
+        F::Other(ref f) if f == "set-add" || f == "set-remove" => match call.value {
+            Value::Int(element) if f == "set-add" => Ok(RequestBody::SetAdd { key, element }),
+            Value::Int(element) => Ok(RequestBody::SetRemove { key, element }),
+            ref v => Err(format!("{f} needs an integer element, got {v}")),
+        },
+        F::Other(ref f) if f == "set-read" => Ok(RequestBody::SetRead { key }),
+        F::Other(ref f) if f == "local-read" => Ok(RequestBody::LocalRead { key }),
         ref f => Err(format!("refnode does not support {f}")),
     }
 }
@@ -686,7 +973,23 @@ impl Client for RefnodeClient {
                 };
             }
         };
-        let is_read = matches!(request, RequestBody::Read { .. });
+        let is_read = matches!(
+            request,
+            RequestBody::Read { .. } | RequestBody::LocalRead { .. } | RequestBody::SetRead { .. }
+        );
+        let key = match call.key {
+            Some(Key::Int(k)) => k,
+            _ => 0,
+        };
+        if let (RequestBody::Write { key, value }, Some(context)) =
+            (&request, self.contexts.get(&key))
+        {
+            request = RequestBody::Put {
+                key: *key,
+                value: *value,
+                context: context.clone(),
+            };
+        }
         if let RequestBody::Read {
             min_index,
             leader_only,
@@ -743,6 +1046,31 @@ impl Client for RefnodeClient {
                                 Value::Int(value)
                             }
                         }
+                        // Siblings read as a list of their values, one value as itself.
+                        ReplyBody::Versions {
+                            values, context, ..
+                        } => {
+                            if !matches!(request, RequestBody::LocalRead { .. }) {
+                                self.remember_context(key, context);
+                            }
+                            match values.as_slice() {
+                                [] => Value::Nil,
+                                [v] => Value::Int(*v),
+                                many => Value::List(many.iter().map(|v| Value::Int(*v)).collect()),
+                            }
+                        }
+                        ReplyBody::Written { context, .. } => {
+                            if matches!(
+                                request,
+                                RequestBody::Write { .. } | RequestBody::Put { .. }
+                            ) {
+                                self.remember_context(key, context);
+                            }
+                            call.value.clone()
+                        }
+                        ReplyBody::SetValue { elements, .. } => {
+                            Value::List(elements.into_iter().map(Value::Int).collect())
+                        }
                         _ => call.value.clone(),
                     };
                     if !is_read {
@@ -761,6 +1089,17 @@ impl Client for RefnodeClient {
                         value: call.value.clone(),
                         node,
                         error: Some("cas-mismatch".to_string()),
+                    };
+                }
+                // Every node of the cluster would say the same.
+                Err(CallError::Reply(e))
+                    if matches!(e.code, ErrorCode::Unsupported | ErrorCode::Malformed) =>
+                {
+                    return Completion {
+                        kind: OpType::Fail,
+                        value: call.value.clone(),
+                        node,
+                        error: Some(CallError::Reply(e).to_string()),
                     };
                 }
                 Err(e) if e.definite() => {
@@ -1051,6 +1390,99 @@ mod tests {
         }
         assert_eq!(sticky_nodes, vec!["n2"; 4]);
         assert_eq!(any_nodes, vec!["n2", "n3", "n1", "n2"]);
+    }
+
+    #[tokio::test]
+    async fn siblings_read_as_a_list_and_their_context_goes_back_with_the_next_write() {
+        use crate::refnode::server::version_vector::Dot;
+        let vv = |counter| {
+            let mut v = VersionVector::new();
+            v.add(&Dot::new("n1.a", counter));
+            v
+        };
+        let (read_ctx, write_ctx) = (vv(1), vv(2));
+        let (r, w) = (read_ctx.clone(), write_ctx.clone());
+        let (addr, seen) = fake_node(move |req| match req {
+            RequestBody::Read { .. } => ResponseResult::Ok(ReplyBody::Versions {
+                values: vec![1, 2],
+                siblings: 2,
+                context: r.clone(),
+            }),
+            RequestBody::SetRead { .. } => ResponseResult::Ok(ReplyBody::SetValue {
+                elements: vec![3, 4],
+                siblings: 1,
+            }),
+            _ => ResponseResult::Ok(ReplyBody::Written {
+                context: w.clone(),
+                acks: 2,
+            }),
+        })
+        .await;
+        let mut c = RefnodeClient::new(vec![("n1".into(), addr)], 0, ReadRouting::Any)
+            .writing_at_own_node();
+        assert_eq!(c.invoke(&write_call(), T).await.kind, OpType::Ok);
+        let r = c.invoke(&read_call(), T).await;
+        assert_eq!(r.value, Value::List(vec![Value::Int(1), Value::Int(2)]));
+        assert_eq!(c.invoke(&write_call(), T).await.kind, OpType::Ok);
+        assert_eq!(c.invoke(&write_call(), T).await.kind, OpType::Ok);
+        let set_read = Invocation {
+            f: F::Other("set-read".into()),
+            key: Some(Key::Int(1)),
+            value: Value::Nil,
+        };
+        assert_eq!(
+            c.invoke(&set_read, T).await.value,
+            Value::List(vec![Value::Int(3), Value::Int(4)])
+        );
+        let sent = seen.lock().unwrap().clone();
+        // A blind first write, then the read's context, then the previous write's.
+        assert_eq!(sent[0], RequestBody::Write { key: 1, value: 9 });
+        assert_eq!(
+            sent[2],
+            RequestBody::Put {
+                key: 1,
+                value: 9,
+                context: read_ctx
+            }
+        );
+        assert_eq!(
+            sent[3],
+            RequestBody::Put {
+                key: 1,
+                value: 9,
+                context: write_ctx
+            }
+        );
+    }
+
+    #[test]
+    fn replica_clusters_are_healthy_once_every_node_answers_and_hears_its_peers() {
+        let st = |node: &str, replication: &str, alive: &[&str]| {
+            (
+                node.to_string(),
+                Some(ReplicaStatus {
+                    node: node.to_string(),
+                    replication: replication.to_string(),
+                    alive: alive.iter().map(|s| s.to_string()).collect(),
+                    ..ReplicaStatus::default()
+                }),
+            )
+        };
+        let ok = vec![
+            st("n1", "leaderless", &["n2"]),
+            st("n2", "leaderless", &["n1"]),
+        ];
+        assert_eq!(replica_health_problem(&ok), None);
+        let deaf = vec![st("n1", "leaderless", &[]), st("n2", "leaderless", &["n1"])];
+        assert_eq!(
+            replica_health_problem(&deaf).unwrap(),
+            "n1 has not heard from n2 yet"
+        );
+        let multi = vec![st("n1", "multi-leader", &[]), ("n2".to_string(), None)];
+        assert_eq!(
+            replica_health_problem(&multi).unwrap(),
+            "n2 does not answer"
+        );
     }
 
     #[tokio::test]

@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::server::version_vector::VersionVector;
+use super::server::versions::Version;
+
 /// A request from a client (or the harness) to a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
@@ -41,6 +44,53 @@ pub enum RequestBody {
     /// Sets this node's clock offset: its wall clock becomes the real clock plus
     /// `offset_ms` (the clock nemesis; statements' `now()` and last-write-wins read it).
     SetClock { offset_ms: i64 },
+    // The requests below are served by multi-leader and leaderless nodes only; a
+    // single-leader node answers them `unsupported`. There, `read` answers `versions` and
+    // `write` is a `put` with an empty context (concurrent with every version, superseding
+    // none, as DDIA's version-number algorithm prescribes for a write without a version).
+    /// Writes `value` to `key`, superseding exactly the versions `context` has seen (the
+    /// context of an earlier `versions` or `written` answer).
+    Put {
+        key: i64,
+        value: i64,
+        #[serde(default)]
+        context: VersionVector,
+    },
+    /// Reads this node's own replica of `key` (never a quorum, never hinted data): what the
+    /// harness reads from every node at the end to judge convergence. Answers `versions`, or
+    /// `set-value` when the key holds a set.
+    LocalRead { key: i64 },
+    /// Adds `element` to the set at `key` (an add-wins set with tombstones).
+    SetAdd { key: i64, element: i64 },
+    /// Removes `element` from the set at `key`: the adds this node has seen are tombstoned,
+    /// concurrent ones survive.
+    SetRemove { key: i64, element: i64 },
+    /// Reads the set at `key` (multi-leader: this node's replica; leaderless: a read quorum).
+    SetRead { key: i64 },
+    /// Fault injection without privileges: from now on this node drops every message to and
+    /// from `peers` (both directions, at this node only; block on both sides for a clean
+    /// partition). An empty list heals.
+    Block { peers: Vec<String> },
+}
+
+impl RequestBody {
+    /// The request's `op` name on the wire.
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            RequestBody::Read { .. } => "read",
+            RequestBody::Write { .. } => "write",
+            RequestBody::Cas { .. } => "cas",
+            RequestBody::Exec { .. } => "exec",
+            RequestBody::Status => "status",
+            RequestBody::SetClock { .. } => "set-clock",
+            RequestBody::Put { .. } => "put",
+            RequestBody::LocalRead { .. } => "local-read",
+            RequestBody::SetAdd { .. } => "set-add",
+            RequestBody::SetRemove { .. } => "set-remove",
+            RequestBody::SetRead { .. } => "set-read",
+            RequestBody::Block { .. } => "block",
+        }
+    }
 }
 
 /// A node's answer to one request.
@@ -87,6 +137,115 @@ pub enum ReplyBody {
         offset_ms: i64,
         wall_clock_ms: i64,
     },
+    /// Multi-leader and leaderless reads: the value of every sibling, in increasing order
+    /// without repeats (empty when the key was never written), how many versions they came
+    /// from, and the context to pass back with `put` to supersede them all.
+    Versions {
+        values: Vec<i64>,
+        #[serde(default)]
+        siblings: usize,
+        #[serde(default)]
+        context: VersionVector,
+    },
+    /// Multi-leader and leaderless writes: the write's own clock (what it has seen, itself
+    /// included), which a client passes as the context of its next write to the key so that
+    /// the new write supersedes this one; `acks` is how many replicas had stored it.
+    Written {
+        #[serde(default)]
+        context: VersionVector,
+        #[serde(default)]
+        acks: usize,
+    },
+    /// A set read: the present elements in increasing order, and how many sibling set
+    /// states were merged by union to give them.
+    SetValue {
+        elements: Vec<i64>,
+        #[serde(default)]
+        siblings: usize,
+    },
+    /// Boxed: the status is far larger than every other reply.
+    ReplicaStatusOk(Box<ReplicaStatus>),
+    /// The peers now blocked.
+    BlockOk {
+        peers: Vec<String>,
+    },
+}
+
+/// The `status` of a multi-leader or leaderless node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub node: String,
+    /// `multi-leader` or `leaderless`.
+    pub replication: String,
+    /// `none`, `lww`, `highest-id` or `siblings`.
+    pub conflict: String,
+    /// Multi-leader: `circular`, `star` or `all-to-all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<String>,
+    #[serde(default)]
+    pub home_leader_routing: bool,
+    /// Leaderless: replicas per key, write and read quorums.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<Quorum>,
+    /// Keys this node holds (its own replica).
+    pub keys: usize,
+    /// The most versions any one key holds here.
+    pub max_siblings: usize,
+    /// Multi-leader: entries in this node's change log.
+    #[serde(default)]
+    pub log_len: u64,
+    /// Multi-leader: for each peer this node sends to, how many of its log entries the
+    /// peer has not acknowledged yet (the replication lag, in entries).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub backlog: std::collections::BTreeMap<String, u64>,
+    /// Peers this node heard from recently (its failure detector's view).
+    #[serde(default)]
+    pub alive: Vec<String>,
+    /// Peers this node drops messages to and from (`block`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked: Vec<String>,
+    /// Leaderless: versions held for other nodes (sloppy quorum), not yet handed off.
+    #[serde(default)]
+    pub hints: usize,
+    #[serde(default)]
+    pub counters: ReplicaCounters,
+    #[serde(default)]
+    pub clock_offset_ms: i64,
+    #[serde(default)]
+    pub wall_clock_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quorum {
+    pub n: usize,
+    pub w: usize,
+    pub r: usize,
+    pub read_repair: bool,
+    pub anti_entropy: bool,
+    pub sloppy_quorum: bool,
+}
+
+/// What a multi-leader or leaderless node has done since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaCounters {
+    /// Changes received back with this node's id already in their path (loop prevention).
+    #[serde(default)]
+    pub ignored_loops: u64,
+    /// Versions discarded by the conflict rule although no surviving version had seen them:
+    /// concurrent (or, under skew, later) writes silently lost.
+    #[serde(default)]
+    pub discarded_writes: u64,
+    /// Leaderless: replicas brought up to date by read repair.
+    #[serde(default)]
+    pub read_repairs: u64,
+    /// Leaderless: hinted versions handed off to their home replica.
+    #[serde(default)]
+    pub handed_off: u64,
+    /// Leaderless: anti-entropy comparisons finished, and keys they repaired here.
+    #[serde(default)]
+    pub anti_entropy_rounds: u64,
+    #[serde(default)]
+    pub anti_entropy_keys: u64,
 }
 
 /// Fields after `commit_index` were added later and are optional on the wire.
@@ -190,6 +349,9 @@ pub enum ErrorCode {
     Behind,
     /// Chain replication: reads are served by the tail only, which `tail` names; definite.
     NotTail,
+    /// The request is not served by this node's replication design (e.g. `cas` on a
+    /// leaderless node, `put` on a single-leader one); definite.
+    Unsupported,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -414,6 +576,156 @@ pub fn classify_line(line: &[u8]) -> Line {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Peer protocol of multi-leader and leaderless nodes: `{"peer": "<sender>", "replica": {...}}`.
+// These nodes never meet single-leader ones (a cluster runs one design), but the field name
+// differs from `msg` all the same, so that a line of one family can never parse as the other.
+//
+// As above, each node sends its own messages on its own connection to each peer, and answers
+// (`changes-ack`, `store-ack`, `fetch-reply`, ...) go back on the connection the message came
+// from. Every message may be lost; senders resend or time out.
+// ---------------------------------------------------------------------------------------------
+
+/// A multi-leader data change: the write, and the nodes it has passed through in order, its
+/// origin first (DDIA's loop prevention: a node ignores a change that names it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub key: i64,
+    pub version: Version,
+    pub path: Vec<String>,
+}
+
+/// A change at its position in the sender's change log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeEntry {
+    pub index: u64,
+    pub change: Change,
+}
+
+/// One line from one multi-leader or leaderless node to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaEnvelope {
+    pub peer: String,
+    pub replica: ReplicaMessage,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ReplicaMessage {
+    /// Multi-leader: the sender's change-log entries in `(after, upto]` that are meant for the
+    /// receiver (others in that range are not, by the topology). The receiver takes them only
+    /// if it has everything up to `after` from this sender; a batch with no entries is a
+    /// heartbeat.
+    Changes {
+        after: u64,
+        upto: u64,
+        entries: Vec<ChangeEntry>,
+    },
+    /// Multi-leader: the receiver has applied (and persisted) the sender's log up to
+    /// `received`; the sender resends from there.
+    /// `gap` is set when a batch was refused because an earlier one is missing.
+    ChangesAck {
+        received: u64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        gap: bool,
+    },
+    /// Leaderless: the sender is alive (failure detection for sloppy quorums and handoff).
+    Ping,
+    /// Leaderless: store these versions of `key` (merging them by the conflict rule). With
+    /// `hint_for`, the receiver holds them for that node, which is unreachable, and hands
+    /// them off when it is back (sloppy quorum). `op` 0 asks for no answer (read repair).
+    Store {
+        op: u64,
+        key: i64,
+        versions: Vec<Version>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hint_for: Option<String>,
+    },
+    /// Leaderless: the versions of `store` `op` are persisted.
+    StoreAck {
+        op: u64,
+    },
+    /// Leaderless: send your versions of `key` (your replica and any hints for it).
+    Fetch {
+        op: u64,
+        key: i64,
+    },
+    FetchReply {
+        op: u64,
+        versions: Vec<Version>,
+    },
+    /// Leaderless hinted handoff: versions of `key` the sender held for the receiver.
+    Handoff {
+        key: i64,
+        versions: Vec<Version>,
+        /// The digest of `versions`, echoed so the sender drops exactly what it handed off.
+        digest: u64,
+    },
+    HandoffAck {
+        key: i64,
+        digest: u64,
+    },
+    /// Leaderless anti-entropy: my Merkle hashes of these nodes at `level` (over the keys we
+    /// are both home replicas of). The receiver compares and answers with its hashes of the
+    /// children of the nodes that differ, or, at the leaves, with `sync-keys`.
+    Tree {
+        session: u64,
+        level: u8,
+        nodes: Vec<(u32, u64)>,
+    },
+    /// Leaderless anti-entropy: my versions of the keys in these leaf ranges. Answered with
+    /// the receiver's own (`reply` true), after which both hold the merge.
+    SyncKeys {
+        session: u64,
+        leaves: Vec<u32>,
+        keys: Vec<(i64, Vec<Version>)>,
+        #[serde(default)]
+        reply: bool,
+    },
+}
+
+/// What one line received by a multi-leader or leaderless node is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaLine {
+    Client(Request),
+    Peer(ReplicaEnvelope),
+    Malformed { id: u64, message: String },
+}
+
+/// [`classify_line`] for multi-leader and leaderless nodes: a line with a top-level `peer`
+/// field is a peer message, anything else a client request.
+pub fn classify_replica_line(line: &[u8]) -> ReplicaLine {
+    let value: serde_json::Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(e) => {
+            return ReplicaLine::Malformed {
+                id: 0,
+                message: format!("not JSON: {e}"),
+            };
+        }
+    };
+    let id = value
+        .get("id")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    if value.get("peer").is_some() {
+        return match serde_json::from_value::<ReplicaEnvelope>(value) {
+            Ok(env) => ReplicaLine::Peer(env),
+            Err(e) => ReplicaLine::Malformed {
+                id,
+                message: format!("bad peer message: {e}"),
+            },
+        };
+    }
+    match serde_json::from_value::<Request>(value) {
+        Ok(req) => ReplicaLine::Client(req),
+        Err(e) => ReplicaLine::Malformed {
+            id,
+            message: format!("bad request: {e}"),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,6 +812,119 @@ mod tests {
             Line::Malformed { message, .. } => assert!(message.contains("peer")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn replica_requests_replies_and_messages_round_trip() {
+        use crate::refnode::server::version_vector::Dot;
+        use crate::refnode::server::versions::Datum;
+        let mut context = VersionVector::new();
+        context.add(&Dot::new("n1.a", 1));
+        let line = br#"{"id":5,"op":"put","key":1,"value":2,"context":{"counters":{"n1.a":1}}}"#;
+        assert_eq!(
+            classify_replica_line(line),
+            ReplicaLine::Client(Request {
+                id: 5,
+                body: RequestBody::Put {
+                    key: 1,
+                    value: 2,
+                    context: context.clone()
+                }
+            })
+        );
+        for (text, body) in [
+            (
+                r#"{"id":1,"op":"set-add","key":3,"element":4}"#,
+                RequestBody::SetAdd { key: 3, element: 4 },
+            ),
+            (
+                r#"{"id":1,"op":"local-read","key":3}"#,
+                RequestBody::LocalRead { key: 3 },
+            ),
+            (
+                r#"{"id":1,"op":"block","peers":["n2"]}"#,
+                RequestBody::Block {
+                    peers: vec!["n2".into()],
+                },
+            ),
+        ] {
+            let req: Request = serde_json::from_str(text).unwrap();
+            assert_eq!(req.body, body);
+            assert_eq!(req.body.op_name(), text.split('"').nth(5).unwrap());
+        }
+        let reply = Response {
+            id: 2,
+            result: ResponseResult::Ok(ReplyBody::Versions {
+                values: vec![1, 2],
+                siblings: 2,
+                context: context.clone(),
+            }),
+        };
+        let text = serde_json::to_string(&reply).unwrap();
+        assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), reply);
+        let version = Version {
+            dot: Dot::new("n1.a", 2),
+            context,
+            datum: Datum::Int(7),
+            ts_ms: 1_700_000_000_000,
+            origin: "n1".into(),
+        };
+        let msgs = vec![
+            ReplicaMessage::Changes {
+                after: 3,
+                upto: 5,
+                entries: vec![ChangeEntry {
+                    index: 5,
+                    change: Change {
+                        key: 1,
+                        version: version.clone(),
+                        path: vec!["n1".into(), "n2".into()],
+                    },
+                }],
+            },
+            ReplicaMessage::ChangesAck {
+                received: 5,
+                gap: true,
+            },
+            ReplicaMessage::Ping,
+            ReplicaMessage::Store {
+                op: 9,
+                key: 1,
+                versions: vec![version.clone()],
+                hint_for: Some("n3".into()),
+            },
+            ReplicaMessage::Tree {
+                session: 1,
+                level: 2,
+                nodes: vec![(3, u64::MAX)],
+            },
+            ReplicaMessage::SyncKeys {
+                session: 1,
+                leaves: vec![7],
+                keys: vec![(1, vec![version])],
+                reply: false,
+            },
+        ];
+        for msg in msgs {
+            let env = ReplicaEnvelope {
+                peer: "n2".into(),
+                replica: msg,
+            };
+            let line = serde_json::to_vec(&env).unwrap();
+            assert_eq!(classify_replica_line(&line), ReplicaLine::Peer(env));
+        }
+        // A single-leader peer line is not a replica message, and the other way round.
+        let single = serde_json::to_vec(&PeerEnvelope {
+            peer: "n1".into(),
+            msg: PeerMessage::PositionRequest { round: 1 },
+        })
+        .unwrap();
+        assert!(matches!(
+            classify_replica_line(&single),
+            ReplicaLine::Malformed { .. }
+        ));
+        let replica = br#"{"peer":"n1","replica":{"type":"ping"}}"#;
+        assert!(matches!(classify_line(replica), Line::Malformed { .. }));
     }
 
     #[test]

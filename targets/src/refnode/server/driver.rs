@@ -29,22 +29,22 @@ use crate::refnode::protocol::{
 
 /// Events waiting for the core; producers wait when it is full, which pushes back on the
 /// sockets they read from.
-const EVENT_QUEUE: usize = 8192;
+pub(super) const EVENT_QUEUE: usize = 8192;
 /// Lines waiting to be written on one connection.
-const CONNECTION_QUEUE: usize = 4096;
+pub(super) const CONNECTION_QUEUE: usize = 4096;
 /// Messages waiting for one peer link; beyond this they are dropped and later resent.
-const PEER_QUEUE: usize = 1024;
+pub(super) const PEER_QUEUE: usize = 1024;
 /// Events handled per core iteration, so ticks are never starved by a flood.
-const MAX_BATCH: usize = 1024;
+pub(super) const MAX_BATCH: usize = 1024;
 /// Longest accepted line; longer ones are answered `malformed` and the connection closed.
 const MAX_LINE_BYTES: usize = 16 << 20;
 /// Granularity of the node's clock ticks (heartbeats, timeouts, failover).
-const TICK: Duration = Duration::from_millis(5);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-const MIN_BACKOFF: Duration = Duration::from_millis(20);
-const MAX_BACKOFF: Duration = Duration::from_millis(500);
+pub(super) const TICK: Duration = Duration::from_millis(5);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(super) const MIN_BACKOFF: Duration = Duration::from_millis(20);
+pub(super) const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
-type LineSender = mpsc::Sender<Vec<u8>>;
+pub(super) type LineSender = mpsc::Sender<Vec<u8>>;
 
 enum Event {
     Client {
@@ -65,6 +65,9 @@ enum Event {
 /// Runs the node until the process is killed. Returns only on a startup error (data
 /// directory, log file or listen address unusable).
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    if cfg.design != super::config::Design::SingleLeader {
+        return super::replica_driver::serve(cfg).await;
+    }
     let logger = Arc::new(
         Logger::open(&cfg.log_file, &cfg.id)
             .with_context(|| format!("cannot open the log file {}", cfg.log_file.display()))?,
@@ -174,7 +177,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// A per-node seed for the failover jitter, so that two followers draw different delays.
-fn seed_for(id: &str) -> u64 {
+pub(super) fn seed_for(id: &str) -> u64 {
     id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     }) ^ u64::from(std::process::id())
@@ -299,7 +302,7 @@ impl Core {
     }
 }
 
-fn json_line<T: serde::Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn json_line<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Serialising these plain structs cannot fail; an empty line would be ignored by peers.
     let mut line = serde_json::to_vec(value).unwrap_or_default();
     line.push(b'\n');
@@ -315,7 +318,7 @@ fn peer_line(me: &str, msg: PeerMessage) -> Vec<u8> {
 
 /// Reads one line of at most [`MAX_LINE_BYTES`] into `buf` (without the newline). `Ok(false)`
 /// at end of stream; an error for an overlong line.
-async fn read_line<R: AsyncRead + Unpin>(
+pub(super) async fn read_line<R: AsyncRead + Unpin>(
     reader: &mut BufReader<R>,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<bool> {
@@ -390,7 +393,7 @@ async fn connection(socket: TcpStream, events: mpsc::Sender<Event>) {
     let _ = writer.await;
 }
 
-fn malformed(id: u64, message: String) -> Vec<u8> {
+pub(super) fn malformed(id: u64, message: String) -> Vec<u8> {
     json_line(&Response {
         id,
         result: ResponseResult::Err(ErrorReply::new(ErrorCode::Malformed, true, message)),

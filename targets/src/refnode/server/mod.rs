@@ -2,14 +2,30 @@
 //! ([`node`]), the statement language of `exec` ([`statement`]), its durable state ([`state`],
 //! [`storage`]), the node's log file ([`logger`]) and
 //! the tokio driver that connects them to sockets, disk and time ([`driver`]).
+//!
+//! The designs without a single leader have their own handlers ([`multi_leader`],
+//! [`leaderless`]), built on version vectors ([`version_vector`]), versions and conflict rules
+//! ([`versions`]), consistent hashing ([`ring`]) and Merkle trees ([`merkle`]); they share
+//! [`replica`] and run under [`replica_driver`] with [`replica_storage`].
 
 pub mod config;
 pub mod driver;
+pub mod leaderless;
 pub mod logger;
+pub mod merkle;
+pub mod multi_leader;
 pub mod node;
+pub mod replica;
+pub mod replica_driver;
+#[cfg(test)]
+mod replica_sim;
+pub mod replica_storage;
+pub mod ring;
 pub mod state;
 pub mod statement;
 pub mod storage;
+pub mod version_vector;
+pub mod versions;
 
 /// Exit code for a user mistake (bad flags, unusable data directory), as everywhere in
 /// splitbrain.

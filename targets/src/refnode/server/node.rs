@@ -542,6 +542,14 @@ impl Node {
                     }
                     Err(e) => Err(e),
                 },
+                other => Err(ErrorReply::new(
+                    ErrorCode::Unsupported,
+                    true,
+                    format!(
+                        "{} is served by multi-leader and leaderless nodes only",
+                        other.op_name()
+                    ),
+                )),
             };
             fx.replies.push((req.token, into_result(result)));
         }

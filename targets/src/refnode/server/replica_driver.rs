@@ -1,0 +1,513 @@
+//! Connects a multi-leader or leaderless node ([`Replica`]) to the world, as
+//! [`super::driver`] does for single-leader nodes and with the same shape: one TCP port for
+//! clients and peers, one outbound link to every peer, one bounded event queue into a single
+//! core task that owns the node and its storage, and bounded queues everywhere else (a slow
+//! peer costs dropped messages, which the node resends or times out, never memory).
+//!
+//! The core also carries out the `block` request: it drops every message to and from the
+//! blocked peers, which lets tests partition loopback clusters without privileges.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::config::{Config, Design};
+use super::driver::{
+    CONNECT_TIMEOUT, CONNECTION_QUEUE, EVENT_QUEUE, LineSender, MAX_BACKOFF, MAX_BATCH,
+    MIN_BACKOFF, PEER_QUEUE, TICK, json_line, malformed, read_line, seed_for,
+};
+use super::leaderless::{Leaderless, LeaderlessConfig};
+use super::logger::{Logger, RateLimited};
+use super::multi_leader::{MultiLeader, MultiLeaderConfig};
+use super::node::{ClientRequest, NodeId};
+use super::replica::{Record, Replica, ReplicaEffects};
+use super::replica_storage::ReplicaStorage;
+use crate::refnode::protocol::{
+    ErrorCode, ErrorReply, ReplicaEnvelope, ReplicaLine, ReplicaMessage, ReplyBody, RequestBody,
+    Response, ResponseResult, classify_replica_line,
+};
+
+enum Event {
+    Client {
+        reply_to: LineSender,
+        request_id: u64,
+        body: RequestBody,
+    },
+    Peer {
+        from: NodeId,
+        msg: ReplicaMessage,
+        /// The connection the message came on, for the node's answer; `None` for answers
+        /// arriving on this node's own outbound links.
+        respond_to: Option<LineSender>,
+    },
+    PeerConnected(NodeId),
+}
+
+/// Runs a multi-leader or leaderless node until the process is killed; returns only on a
+/// startup error.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let logger = Arc::new(
+        Logger::open(&cfg.log_file, &cfg.id)
+            .with_context(|| format!("cannot open the log file {}", cfg.log_file.display()))?,
+    );
+    let (storage, recovery) = ReplicaStorage::open(&cfg.data_dir)?;
+    for note in &recovery.notes {
+        logger.log(note);
+    }
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let local = listener
+        .local_addr()
+        .context("listening socket has no address")?;
+    let peers: Vec<(NodeId, SocketAddr)> = cfg
+        .peers
+        .iter()
+        .filter(|(id, _)| *id != cfg.id)
+        .cloned()
+        .collect();
+    let wall_base_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(0);
+    let (machine, startup) = build(&cfg, recovery.records, wall_base_ms);
+    logger.log(&format!(
+        "listening on {local}; replication {}; peers {}",
+        cfg.design.as_str(),
+        peers
+            .iter()
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let mut links = HashMap::new();
+    for (peer, addr) in &peers {
+        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        links.insert(peer.clone(), tx);
+        tokio::spawn(peer_link(
+            cfg.id.clone(),
+            peer.clone(),
+            *addr,
+            rx,
+            events_tx.clone(),
+            logger.clone(),
+        ));
+    }
+    let core = Core {
+        id: cfg.id.clone(),
+        started: Instant::now(),
+        storage,
+        logger: logger.clone(),
+        links,
+        awaiting_reply: HashMap::new(),
+        next_token: 0,
+        blocked: BTreeSet::new(),
+    };
+    tokio::spawn(core.run(machine, startup, events_rx));
+
+    // The harness waits for exactly this line before it talks to the node.
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "ready {} {local}", cfg.id).context("cannot write to stdout")?;
+    stdout.flush().context("cannot write to stdout")?;
+
+    let mut accept_failures = RateLimited::new(Duration::from_secs(5));
+    loop {
+        match listener.accept().await {
+            Ok((socket, _)) => {
+                let _ = socket.set_nodelay(true);
+                tokio::spawn(connection(socket, events_tx.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                accept_failures.failure(&logger, &format!("accept failed: {e}"));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The node of the configured design, from the records of its data file.
+fn build(
+    cfg: &Config,
+    records: Vec<Record>,
+    wall_base_ms: u64,
+) -> (Box<dyn Replica + Send>, ReplicaEffects) {
+    let order: Vec<NodeId> = cfg.peers.iter().map(|(id, _)| id.clone()).collect();
+    match &cfg.design {
+        Design::Leaderless(f) => {
+            let (node, fx) = Leaderless::new(
+                LeaderlessConfig {
+                    id: cfg.id.clone(),
+                    order,
+                    n: f.n,
+                    w: f.w,
+                    r: f.r,
+                    conflict: f.conflict,
+                    read_repair: f.read_repair,
+                    anti_entropy: f.anti_entropy,
+                    sloppy_quorum: f.sloppy_quorum,
+                    heartbeat_ms: cfg.heartbeat_ms,
+                    // Three missed pings, and never less than 100 ms, before a peer counts as
+                    // unreachable.
+                    suspect_after_ms: (cfg.heartbeat_ms * 3).max(100),
+                    request_timeout_ms: f.quorum_timeout_ms,
+                    handoff_interval_ms: f.handoff_interval_ms,
+                    anti_entropy_interval_ms: f.anti_entropy_interval_ms,
+                    max_pending: LeaderlessConfig::MAX_PENDING,
+                    max_hinted_keys: LeaderlessConfig::MAX_HINTED_KEYS,
+                    max_keys_per_message: LeaderlessConfig::MAX_KEYS_PER_MESSAGE,
+                    compact_after_records: LeaderlessConfig::COMPACT_AFTER_RECORDS,
+                    wall_base_ms,
+                    clock_offset_ms: cfg.clock_offset_ms,
+                    seed: seed_for(&cfg.id),
+                },
+                records,
+                0,
+            );
+            (Box::new(node), fx)
+        }
+        // Single-leader configurations never get here (see `driver::serve`).
+        Design::MultiLeader(f) => {
+            let (node, fx) = MultiLeader::new(
+                MultiLeaderConfig {
+                    id: cfg.id.clone(),
+                    order,
+                    topology: f.topology,
+                    conflict: f.conflict,
+                    home_leader_routing: f.home_leader_routing,
+                    heartbeat_ms: cfg.heartbeat_ms,
+                    resend_after_ms: (cfg.heartbeat_ms * 3).max(50),
+                    suspect_after_ms: (cfg.heartbeat_ms * 3).max(100),
+                    max_batch_entries: MultiLeaderConfig::MAX_BATCH_ENTRIES,
+                    max_inflight_entries: MultiLeaderConfig::MAX_INFLIGHT_ENTRIES,
+                    compact_after_entries: MultiLeaderConfig::COMPACT_AFTER_ENTRIES,
+                    wall_base_ms,
+                    clock_offset_ms: cfg.clock_offset_ms,
+                    seed: seed_for(&cfg.id),
+                },
+                records,
+                0,
+            );
+            (Box::new(node), fx)
+        }
+        Design::SingleLeader => unreachable!("single-leader nodes run under driver::serve"),
+    }
+}
+
+struct Core {
+    id: NodeId,
+    started: Instant,
+    storage: ReplicaStorage,
+    logger: Arc<Logger>,
+    links: HashMap<NodeId, mpsc::Sender<ReplicaMessage>>,
+    /// Client requests handed to the node, by token: where and under which id to answer.
+    awaiting_reply: HashMap<u64, (LineSender, u64)>,
+    next_token: u64,
+    /// Peers whose messages are dropped both ways (`block`).
+    blocked: BTreeSet<NodeId>,
+}
+
+impl Core {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    async fn run(
+        mut self,
+        mut node: Box<dyn Replica + Send>,
+        startup: ReplicaEffects,
+        mut events: mpsc::Receiver<Event>,
+    ) {
+        self.apply(startup, None);
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            tokio::select! {
+                received = events.recv_many(&mut batch, MAX_BATCH) => {
+                    if received == 0 {
+                        return;
+                    }
+                    self.handle(node.as_mut(), std::mem::take(&mut batch));
+                }
+                _ = ticker.tick() => {
+                    let fx = node.on_tick(self.now_ms());
+                    self.apply(fx, None);
+                }
+            }
+        }
+    }
+
+    /// Peer events one by one in arrival order; all client requests of the batch together,
+    /// after them, so their writes share one fsync.
+    fn handle(&mut self, node: &mut (dyn Replica + Send), batch: Vec<Event>) {
+        let mut clients = Vec::new();
+        for event in batch {
+            match event {
+                Event::Client {
+                    reply_to,
+                    request_id,
+                    body: RequestBody::Block { peers },
+                } => {
+                    let result = self.block(peers);
+                    let _ = reply_to.try_send(json_line(&Response {
+                        id: request_id,
+                        result,
+                    }));
+                }
+                Event::Client {
+                    reply_to,
+                    request_id,
+                    body,
+                } => {
+                    let token = self.next_token;
+                    self.next_token += 1;
+                    self.awaiting_reply.insert(token, (reply_to, request_id));
+                    clients.push(ClientRequest { token, body });
+                }
+                Event::Peer { from, .. } if self.blocked.contains(&from) => {}
+                Event::Peer {
+                    from,
+                    msg,
+                    respond_to,
+                } => {
+                    let fx = node.on_peer(&from, msg, self.now_ms());
+                    self.apply(fx, respond_to.as_ref());
+                }
+                Event::PeerConnected(peer) => {
+                    let fx = node.on_peer_connected(&peer, self.now_ms());
+                    self.apply(fx, None);
+                }
+            }
+        }
+        if !clients.is_empty() {
+            let fx = node.on_client(clients, self.now_ms());
+            self.apply(fx, None);
+        }
+    }
+
+    fn block(&mut self, peers: Vec<String>) -> ResponseResult {
+        if let Some(unknown) = peers.iter().find(|p| !self.links.contains_key(*p)) {
+            return ResponseResult::Err(ErrorReply::new(
+                ErrorCode::Malformed,
+                true,
+                format!("cannot block {unknown:?}: not a peer of {}", self.id),
+            ));
+        }
+        let now: BTreeSet<NodeId> = peers.into_iter().collect();
+        if now != self.blocked {
+            self.logger.log(&if now.is_empty() {
+                "block: healed; exchanging messages with every peer again".to_string()
+            } else {
+                format!(
+                    "block: dropping every message to and from {}",
+                    now.iter().cloned().collect::<Vec<_>>().join(", ")
+                )
+            });
+        }
+        self.blocked = now;
+        ResponseResult::Ok(ReplyBody::BlockOk {
+            peers: self.blocked.iter().cloned().collect(),
+        })
+    }
+
+    /// Carries out effects in the order the node requires: log, persist, then everything
+    /// that promises durability.
+    fn apply(&mut self, fx: ReplicaEffects, respond_to: Option<&LineSender>) {
+        for line in &fx.log {
+            self.logger.log(line);
+        }
+        let persisted = tokio::task::block_in_place(|| {
+            self.storage.append(&fx.persist)?;
+            match &fx.rewrite {
+                Some(records) => self.storage.rewrite(records),
+                None => Ok(()),
+            }
+        });
+        if let Err(e) = persisted {
+            // A node that cannot persist must not acknowledge anything: stop here.
+            let message = format!(
+                "cannot persist to {}: {e}; stopping",
+                self.storage.dir().display()
+            );
+            self.logger.log(&message);
+            eprintln!("refnode: {message}");
+            std::process::exit(1);
+        }
+        if let (Some(msg), Some(conn)) = (fx.respond, respond_to) {
+            let _ = conn.try_send(peer_line(&self.id, msg));
+        }
+        for (peer, msg) in fx.send {
+            if self.blocked.contains(&peer) {
+                continue;
+            }
+            if let Some(link) = self.links.get(&peer) {
+                // Full or reconnecting: the node resends or times out.
+                let _ = link.try_send(msg);
+            }
+        }
+        for (token, mut result) in fx.replies {
+            if let ResponseResult::Ok(ReplyBody::ReplicaStatusOk(status)) = &mut result {
+                status.blocked = self.blocked.iter().cloned().collect();
+            }
+            if let Some((conn, id)) = self.awaiting_reply.remove(&token) {
+                let _ = conn.try_send(json_line(&Response { id, result }));
+            }
+        }
+    }
+}
+
+fn peer_line(me: &str, msg: ReplicaMessage) -> Vec<u8> {
+    json_line(&ReplicaEnvelope {
+        peer: me.to_string(),
+        replica: msg,
+    })
+}
+
+/// One accepted connection: a client's requests or a peer's messages, told apart line by
+/// line.
+async fn connection(socket: TcpStream, events: mpsc::Sender<Event>) {
+    let (read_half, mut write_half) = socket.into_split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(CONNECTION_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(line) = out_rx.recv().await {
+            if write_half.write_all(&line).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut reader = BufReader::new(read_half);
+    let mut buf = Vec::new();
+    loop {
+        match read_line(&mut reader, &mut buf).await {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                let _ = out_tx.send(malformed(0, e.to_string())).await;
+                break;
+            }
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let event = match classify_replica_line(&buf) {
+            ReplicaLine::Client(req) => Event::Client {
+                reply_to: out_tx.clone(),
+                request_id: req.id,
+                body: req.body,
+            },
+            ReplicaLine::Peer(env) => Event::Peer {
+                from: env.peer,
+                msg: env.replica,
+                respond_to: Some(out_tx.clone()),
+            },
+            ReplicaLine::Malformed { id, message } => {
+                if out_tx.send(malformed(id, message)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        if events.send(event).await.is_err() {
+            break;
+        }
+    }
+    // Let queued replies go out; the writer ends when every sender is gone.
+    drop(out_tx);
+    let _ = writer.await;
+}
+
+/// This node's own connection to `peer`, reconnecting with capped exponential backoff.
+async fn peer_link(
+    me: NodeId,
+    peer: NodeId,
+    addr: SocketAddr,
+    mut outbox: mpsc::Receiver<ReplicaMessage>,
+    events: mpsc::Sender<Event>,
+    logger: Arc<Logger>,
+) {
+    let mut backoff = MIN_BACKOFF;
+    let mut failures = RateLimited::new(Duration::from_secs(5));
+    loop {
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                failures.failure(&logger, &format!("cannot connect to {peer} at {addr}: {e}"));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            Err(_) => {
+                failures.failure(
+                    &logger,
+                    &format!("cannot connect to {peer} at {addr}: timed out"),
+                );
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        failures.success(&logger, &format!("connected to {peer} at {addr}"));
+        backoff = MIN_BACKOFF;
+        let _ = stream.set_nodelay(true);
+        // Messages queued while disconnected were meant for a connection that is gone.
+        while outbox.try_recv().is_ok() {}
+        if events
+            .send(Event::PeerConnected(peer.clone()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let (read_half, mut write_half) = stream.into_split();
+        let mut answers = tokio::spawn(read_answers(peer.clone(), read_half, events.clone()));
+        loop {
+            tokio::select! {
+                msg = outbox.recv() => {
+                    let Some(msg) = msg else { return };
+                    if write_half.write_all(&peer_line(&me, msg)).await.is_err() {
+                        break;
+                    }
+                }
+                _ = &mut answers => break,
+            }
+        }
+        answers.abort();
+        failures.failure(&logger, &format!("lost the connection to {peer}"));
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// The peer's answers on this node's outbound link.
+async fn read_answers(
+    peer: NodeId,
+    read_half: tokio::net::tcp::OwnedReadHalf,
+    events: mpsc::Sender<Event>,
+) {
+    let mut reader = BufReader::new(read_half);
+    let mut buf = Vec::new();
+    while let Ok(true) = read_line(&mut reader, &mut buf).await {
+        if let ReplicaLine::Peer(env) = classify_replica_line(&buf) {
+            // Trust the link, not the envelope: answers on it come from the peer we dialled.
+            let event = Event::Peer {
+                from: peer.clone(),
+                msg: env.replica,
+                respond_to: None,
+            };
+            if events.send(event).await.is_err() {
+                return;
+            }
+        }
+    }
+}
