@@ -38,6 +38,20 @@ enum Command {
     Run(RunArgs),
     /// Check a recorded history file.
     Check(CheckArgs),
+    /// Remove what runs whose controller died left behind: node processes, network
+    /// namespaces and their rules, links, subnet claims.
+    Clean(CleanArgs),
+    /// Run a matrix of configurations × nemeses × seeds with expected verdicts.
+    Campaign(crate::campaign::CampaignArgs),
+    /// Serve a small web UI on loopback listing the stored runs and their reports.
+    Serve(crate::serve::ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct CleanArgs {
+    /// The store whose runs to clean.
+    #[arg(default_value = "store")]
+    store: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -51,7 +65,8 @@ struct RunArgs {
     /// Workload the clients run.
     #[arg(long, default_value = "register")]
     workload: Workload,
-    /// Faults: none, or a comma list of kill, pause.
+    /// Faults: none, or a comma list of kill, pause, partition, clock, member (or wipe), loss,
+    /// delay.
     #[arg(long, default_value = "none")]
     nemesis: NemesisSpec,
     /// Seconds between the starts of two faults; each lasts half of it.
@@ -84,6 +99,38 @@ struct RunArgs {
     /// Seconds the checker may run before answering unknown.
     #[arg(long, default_value_t = 120.0, value_parser = positive_seconds)]
     check_time_limit: f64,
+    /// Network fabric: auto (direct without network faults, else netns when root, else
+    /// proxy), netns (a namespace per node, kernel drop rules), proxy (userspace TCP proxy on
+    /// every link) or direct (loopback, no network faults).
+    #[arg(long, default_value = "auto")]
+    net: crate::fabric::NetMode,
+    /// Shapes the partition fault picks from: a comma list of halves, random-halves, one,
+    /// majorities-ring, bridge, primaries.
+    #[arg(long, default_value = "halves,random-halves,one,majorities-ring,bridge,primaries", value_parser = crate::nemesis::parse_shapes)]
+    partition_shapes: std::vec::Vec<crate::fabric::grudge::Shape>,
+    /// Share of packets the loss fault drops, in percent.
+    #[arg(long, default_value_t = 20.0, value_parser = percent)]
+    loss_percent: f64,
+    /// Milliseconds the delay fault adds to each direction of a link.
+    #[arg(long, default_value_t = 100)]
+    delay_ms: u64,
+    /// Random variation of the delay, +/- milliseconds.
+    #[arg(long, default_value_t = 50)]
+    jitter_ms: u64,
+    /// No live progress line (it is only drawn when stderr is a terminal anyway).
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("expected a percentage, found {s:?}"))?;
+    if (0.0..=100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("expected a percentage from 0 to 100, found {s}"))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -187,10 +234,13 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run(args) => run_command(args),
         Command::Check(args) => check_command(args),
+        Command::Clean(args) => crate::clean::command(&args.store),
+        Command::Campaign(args) => crate::campaign::command(args),
+        Command::Serve(args) => crate::serve::command(args),
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -223,6 +273,12 @@ fn run_command(args: RunArgs) -> i32 {
         op_timeout: Duration::from_millis(args.op_timeout_ms.max(1)),
         refnode_bin,
         check_time_limit: Duration::from_secs_f64(args.check_time_limit),
+        net: args.net,
+        partition_shapes: args.partition_shapes,
+        loss_percent: args.loss_percent,
+        delay_ms: args.delay_ms,
+        jitter_ms: args.jitter_ms,
+        progress: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     let rt = runtime();
     rt.block_on(async move {
@@ -242,7 +298,7 @@ fn run_command(args: RunArgs) -> i32 {
 }
 
 /// Ctrl-C or SIGTERM ask the run to stop early; it still heals, tears down and checks.
-async fn stop_on_signals(stop: watch::Sender<bool>) {
+pub(crate) async fn stop_on_signals(stop: watch::Sender<bool>) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => {
@@ -372,7 +428,7 @@ fn random_seed() -> u64 {
 
 /// `refnode` in the directory of this executable, or its parent (test binaries live in
 /// `target/<profile>/deps`, the binaries one level up).
-fn refnode_beside_us() -> Option<PathBuf> {
+pub(crate) fn refnode_beside_us() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?;
     [dir, dir.parent().unwrap_or(Path::new("/nonexistent"))]

@@ -25,10 +25,25 @@ pub struct Event {
     pub error: Option<String>,
 }
 
+/// Events recorded so far, by kind (for the live progress line).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub invoke: u64,
+    pub ok: u64,
+    pub fail: u64,
+    pub info: u64,
+    /// Nemesis events (invocations and completions).
+    pub nemesis: u64,
+}
+
 #[derive(Debug, Default)]
 struct State {
     pending: Vec<Op>,
     next_index: u64,
+    counts: Counts,
+    /// The writer sleeps on `arrived`; only then does a recorded event need to wake it (a
+    /// condvar notification is a system call, too dear to pay on every event).
+    writer_waiting: bool,
     closed: bool,
     /// Set by the writer when the file cannot be written; recording then stops.
     failed: Option<String>,
@@ -76,7 +91,9 @@ impl Recorder {
                     {
                         let mut state = for_thread.state.lock().expect("recorder lock");
                         while state.pending.is_empty() && !state.closed {
+                            state.writer_waiting = true;
                             state = for_thread.arrived.wait(state).expect("recorder lock");
+                            state.writer_waiting = false;
                         }
                         if state.pending.is_empty() && state.closed {
                             break;
@@ -115,6 +132,14 @@ impl Recorder {
         }
         let index = state.next_index;
         state.next_index += 1;
+        let c = &mut state.counts;
+        match (event.process, event.kind) {
+            (Process::Nemesis, _) => c.nemesis += 1,
+            (_, OpType::Invoke) => c.invoke += 1,
+            (_, OpType::Ok) => c.ok += 1,
+            (_, OpType::Fail) => c.fail += 1,
+            (_, OpType::Info) => c.info += 1,
+        }
         let time_ns = u64::try_from(self.shared.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         if state.failed.is_none() && !state.closed {
             state.pending.push(Op {
@@ -128,9 +153,16 @@ impl Recorder {
                 node: event.node,
                 error: event.error,
             });
-            self.shared.arrived.notify_one();
+            if state.writer_waiting {
+                self.shared.arrived.notify_one();
+            }
         }
         index
+    }
+
+    /// What has been recorded so far.
+    pub fn counts(&self) -> Counts {
+        self.shared.state.lock().expect("recorder lock").counts
     }
 
     /// Nanoseconds since the test started.

@@ -89,6 +89,10 @@ pub fn summary(results: &Results) -> String {
         results.seed,
         results.store.display()
     ));
+    out.push_str(&format!(
+        "report: {}\n",
+        results.store.join("report.html").display()
+    ));
     if results.valid != checkers::Validity::True {
         out.push_str(&format!("repeat with: {}\n", results.command));
     }

@@ -12,13 +12,16 @@ use histories::{OpType, Process};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use targets::refnode::cluster::{RefnodeCluster, RefnodeConfig};
+use targets::refnode::cluster::{RefnodeClient, RefnodeCluster, RefnodeConfig};
 use targets::{Db, Invocation, ReadRouting};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::check::{self, CheckConfig};
+use crate::fabric::grudge::Shape;
+use crate::fabric::{Fabric, NetMode};
 use crate::generator::{RegisterConfig, RegisterWorkload};
+use crate::ledger::{Ledger, Resource};
 use crate::nemesis::{self, NemesisConfig, NemesisSpec};
 use crate::recorder::{Event, Recorder};
 use crate::store;
@@ -91,6 +94,45 @@ pub struct RunConfig {
     pub op_timeout: Duration,
     pub refnode_bin: PathBuf,
     pub check_time_limit: Duration,
+    /// Which network fabric carries the cluster's traffic.
+    pub net: NetMode,
+    /// Shapes the partition fault picks from.
+    pub partition_shapes: Vec<Shape>,
+    /// Share of packets the loss fault drops, in percent.
+    pub loss_percent: f64,
+    /// What the delay fault adds to each direction of a link: `delay_ms ± jitter_ms`.
+    pub delay_ms: u64,
+    pub jitter_ms: u64,
+    /// Draw the live progress line on stderr.
+    pub progress: bool,
+}
+
+impl RunConfig {
+    /// A configuration with the CLI's defaults for everything but the essentials.
+    pub fn new(refnode_bin: PathBuf, store: PathBuf, seed: u64) -> RunConfig {
+        RunConfig {
+            nodes: 3,
+            replication: Replication::Sync,
+            workload: Workload::Register,
+            nemesis: NemesisSpec::default(),
+            nemesis_interval: Duration::from_secs(4),
+            concurrency: 5,
+            time_limit: Duration::from_secs(20),
+            rate: 200.0,
+            seed,
+            store,
+            read_routing: ReadRouting::Leader,
+            op_timeout: Duration::from_millis(1500),
+            refnode_bin,
+            check_time_limit: Duration::from_secs(120),
+            net: NetMode::Auto,
+            partition_shapes: Shape::ALL.to_vec(),
+            loss_percent: 20.0,
+            delay_ms: 100,
+            jitter_ms: 50,
+            progress: false,
+        }
+    }
 }
 
 impl RunConfig {
@@ -107,7 +149,25 @@ impl RunConfig {
 
     /// The command that repeats this run.
     pub fn command(&self) -> String {
-        format!(
+        let mut extra = String::new();
+        if self.net != NetMode::Auto {
+            extra.push_str(&format!(" --net {}", self.net.as_str()));
+        }
+        if self.partition_shapes != Shape::ALL.to_vec() {
+            let shapes: Vec<&str> = self.partition_shapes.iter().map(|s| s.as_str()).collect();
+            extra.push_str(&format!(" --partition-shapes {}", shapes.join(",")));
+        }
+        let needs = self.nemesis.net_needs();
+        if needs.loss {
+            extra.push_str(&format!(" --loss-percent {}", self.loss_percent));
+        }
+        if needs.delay {
+            extra.push_str(&format!(
+                " --delay-ms {} --jitter-ms {}",
+                self.delay_ms, self.jitter_ms
+            ));
+        }
+        let base = format!(
             "splitbrain run --nodes {} --replication {} --workload register --nemesis {} --nemesis-interval {} --concurrency {} --time-limit {} --rate {} --read-routing {} --seed {} --store {}",
             self.nodes,
             self.replication.as_str(),
@@ -119,7 +179,8 @@ impl RunConfig {
             self.read_routing.as_str(),
             self.seed,
             self.store.display()
-        )
+        );
+        base + &extra
     }
 
     /// Faults stop this long before the end, so the cluster can recover under load and a
@@ -158,10 +219,14 @@ pub struct ConfigSummary {
     pub rate: f64,
     pub read_routing: &'static str,
     pub op_timeout_ms: u64,
+    /// The fabric the run used (`direct`, `proxy` or `netns`) and why.
+    pub net: &'static str,
+    pub net_why: String,
 }
 
 /// Runs the test end to end and writes its store directory. Errors are setup failures (the
-/// cluster could not start, the store is not writable); a bad verdict is not an error.
+/// cluster could not start, the store is not writable, a fault the target lacks); a bad
+/// verdict is not an error.
 pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::Result<Results> {
     let dir = store::create_run_dir(&config.store, &config.test_name())?;
     eprintln!(
@@ -170,6 +235,20 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         config.seed,
         dir.display()
     );
+    let ledger = Arc::new(Ledger::create(&dir)?);
+    let node_names: Vec<String> = (1..=config.nodes).map(|i| format!("n{i}")).collect();
+    // Declared before the cluster, so that on unwinding the cluster's processes die first
+    // and the fabric (namespaces, proxies) goes after them.
+    let fabric = Fabric::build(
+        config.net,
+        config.nemesis.net_needs(),
+        &node_names,
+        Arc::clone(&ledger),
+        &dir,
+        config.seed,
+    )
+    .await?;
+    eprintln!("splitbrain: network: {} ({})", fabric.kind(), fabric.why());
     let cluster = Arc::new(RefnodeCluster::new(RefnodeConfig {
         binary: config.refnode_bin.clone(),
         node_count: config.nodes,
@@ -179,11 +258,17 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         heartbeat_ms: 100,
         failover_timeout_ms: 1000,
         sync_timeout_ms: 1000,
+        network: fabric.node_network(),
         ..RefnodeConfig::default()
     })?);
+    let db: Arc<dyn Db> = Arc::new(FabricDb {
+        cluster: Arc::clone(&cluster),
+        client_addrs: fabric.client_addrs(),
+        read_routing: config.read_routing,
+    });
     config
         .nemesis
-        .check_capabilities(cluster.as_ref())
+        .check_capabilities(db.as_ref(), &config.partition_shapes)
         .map_err(anyhow::Error::msg)?;
     let started = tokio::select! {
         r = cluster.start(Duration::from_secs(20)) => r,
@@ -214,11 +299,17 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         RegisterConfig::default(),
     )));
 
+    let progress = crate::progress::Progress::start(
+        config.progress,
+        recorder.clone(),
+        start,
+        config.time_limit,
+    );
     let mut workers = Vec::with_capacity(config.concurrency);
     for w in 0..config.concurrency {
         workers.push(tokio::spawn(worker(
             w,
-            Arc::clone(&cluster) as Arc<dyn Db>,
+            Arc::clone(&db),
             recorder.clone(),
             Arc::clone(&generator),
             WorkerConfig {
@@ -232,12 +323,15 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         )));
     }
     let nemesis_config = NemesisConfig {
-        spec: config.nemesis.clone(),
-        interval: config.nemesis_interval,
-        seed: config.seed,
+        shapes: config.partition_shapes.clone(),
+        loss_percent: config.loss_percent,
+        delay_ms: config.delay_ms,
+        jitter_ms: config.jitter_ms,
+        ..NemesisConfig::new(config.nemesis.clone(), config.nemesis_interval, config.seed)
     };
     let faults_injected = nemesis::run(
-        cluster.as_ref(),
+        Arc::clone(&db),
+        &fabric,
         &recorder,
         &nemesis_config,
         faults_end,
@@ -250,8 +344,11 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
             worker_panics += 1;
         }
     }
+    drop(progress);
     let interrupted = *stop.borrow();
     cluster.teardown().await;
+    fabric.teardown();
+    let _ = ledger.record(&Resource::Released);
     drop(recorder);
     let written = writer
         .finish()
@@ -303,6 +400,8 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
             rate: config.rate,
             read_routing: config.read_routing.as_str(),
             op_timeout_ms: config.op_timeout.as_millis() as u64,
+            net: fabric.kind(),
+            net_why: fabric.why().to_string(),
         },
         checker: verdicts,
         stats: checkers::stats::stats(&history),
@@ -310,7 +409,55 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         warnings,
     };
     write_results(&dir, &results)?;
+    crate::report_html::write(&dir, &results, &history)?;
+    crate::junit::write_run(&dir, &results)?;
     Ok(results)
+}
+
+/// The cluster as the workers and the nemesis see it: clients reach the nodes through the
+/// fabric (proxy ports) when it says so; everything else is the cluster's.
+struct FabricDb {
+    cluster: Arc<RefnodeCluster>,
+    client_addrs: Option<Vec<(String, std::net::SocketAddr)>>,
+    read_routing: ReadRouting,
+}
+
+#[async_trait::async_trait]
+impl Db for FabricDb {
+    fn nodes(&self) -> Vec<targets::NodeId> {
+        self.cluster.nodes()
+    }
+    async fn start(&self, timeout: Duration) -> anyhow::Result<()> {
+        self.cluster.start(timeout).await
+    }
+    async fn teardown(&self) {
+        self.cluster.teardown().await
+    }
+    fn client(&self, process: u64) -> Box<dyn targets::Client> {
+        match &self.client_addrs {
+            Some(addrs) => Box::new(RefnodeClient::new(
+                addrs.clone(),
+                process,
+                self.read_routing,
+            )),
+            None => self.cluster.client(process),
+        }
+    }
+    fn kill(&self) -> Option<&dyn targets::Kill> {
+        self.cluster.kill()
+    }
+    fn pause(&self) -> Option<&dyn targets::Pause> {
+        self.cluster.pause()
+    }
+    fn primary(&self) -> Option<&dyn targets::Primary> {
+        self.cluster.primary()
+    }
+    fn clock(&self) -> Option<&dyn targets::Clock> {
+        self.cluster.clock()
+    }
+    fn member(&self) -> Option<&dyn targets::Member> {
+        self.cluster.member()
+    }
 }
 
 fn write_results(dir: &Path, results: &Results) -> anyhow::Result<()> {

@@ -1,0 +1,578 @@
+//! The network fabric between the nodes (and between the clients and the nodes), and the
+//! network faults it can inject: partitions, packet loss and delay.
+//!
+//! Three fabrics, chosen by `--net`:
+//! - `netns`: each node in its own network namespace on a bridge in 10.77.0.0/16; partitions
+//!   and loss are kernel drop rules (see [`netns`]). Needs root, `ip` and nft or iptables.
+//!   Delay needs tc netem, which these kernels lack, so delay is the proxy's job.
+//! - `proxy`: every node-to-node link (and, for loss and delay, every client-to-node link)
+//!   through a userspace TCP proxy in the controller (see [`proxy`]). Needs nothing.
+//! - `direct`: no fabric, nodes talk over loopback; no network faults.
+//!
+//! `auto` takes `direct` when the nemesis injects no network fault, else `netns` when it can
+//! (and delay is not asked for), else `proxy`; the run prints its choice and why.
+//!
+//! Every fault is a [`NetFault`] guard: dropping it heals the fault.
+
+pub mod grudge;
+pub mod netns;
+pub mod proxy;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context as _, bail};
+use targets::refnode::cluster::NodeNetwork;
+
+use crate::ledger::Ledger;
+use grudge::Grudge;
+use proxy::{Effect, Endpoint, Proxy};
+
+/// The `--net` flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetMode {
+    #[default]
+    Auto,
+    Direct,
+    Netns,
+    Proxy,
+}
+
+impl NetMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetMode::Auto => "auto",
+            NetMode::Direct => "direct",
+            NetMode::Netns => "netns",
+            NetMode::Proxy => "proxy",
+        }
+    }
+}
+
+impl FromStr for NetMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<NetMode, String> {
+        match s {
+            "auto" => Ok(NetMode::Auto),
+            "direct" => Ok(NetMode::Direct),
+            "netns" => Ok(NetMode::Netns),
+            "proxy" => Ok(NetMode::Proxy),
+            other => Err(format!(
+                "unknown network fabric {other:?}; expected auto, netns, proxy or direct"
+            )),
+        }
+    }
+}
+
+/// The network faults a run will inject.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetNeeds {
+    pub partition: bool,
+    pub loss: bool,
+    pub delay: bool,
+}
+
+impl NetNeeds {
+    pub fn any(self) -> bool {
+        self.partition || self.loss || self.delay
+    }
+}
+
+#[derive(Debug)]
+enum Backend {
+    Direct,
+    Proxy(Proxy),
+    Netns(netns::Netns),
+}
+
+/// The fabric of one run. Dropping it removes everything it built.
+#[derive(Debug)]
+pub struct Fabric {
+    backend: Arc<Backend>,
+    nodes: Vec<String>,
+    next_fault: AtomicU64,
+    why: String,
+    network: Option<NodeNetwork>,
+    client_addrs: Option<Vec<(String, SocketAddr)>>,
+}
+
+impl Fabric {
+    /// Builds the fabric `mode` asks for (resolving `auto`), for nodes named `nodes`.
+    /// Errors are setup failures or a fabric that cannot inject what `needs` asks for.
+    pub async fn build(
+        mode: NetMode,
+        needs: NetNeeds,
+        nodes: &[String],
+        ledger: Arc<Ledger>,
+        run_dir: &Path,
+        seed: u64,
+    ) -> anyhow::Result<Fabric> {
+        match mode {
+            NetMode::Direct => {
+                if needs.any() {
+                    bail!(
+                        "--net direct cannot cut, drop or delay traffic; use --net auto, netns or proxy"
+                    );
+                }
+                Ok(Fabric::with_direct(
+                    nodes,
+                    "forced with --net direct".into(),
+                ))
+            }
+            NetMode::Proxy => {
+                Fabric::with_proxy(nodes, needs, seed, "forced with --net proxy".into()).await
+            }
+            NetMode::Netns => {
+                if needs.delay {
+                    bail!(
+                        "the delay fault needs --net proxy: tc netem is not available on this kernel"
+                    );
+                }
+                let tool = netns::available()
+                    .map_err(|why| anyhow::anyhow!("--net netns is not possible here: {why}"))?;
+                Fabric::with_netns(
+                    nodes,
+                    tool,
+                    ledger,
+                    run_dir,
+                    "forced with --net netns".into(),
+                )
+            }
+            NetMode::Auto => {
+                if !needs.any() {
+                    return Ok(Fabric::with_direct(
+                        nodes,
+                        "no network faults requested (--net netns|proxy to force a fabric)".into(),
+                    ));
+                }
+                if needs.delay {
+                    return Fabric::with_proxy(
+                        nodes,
+                        needs,
+                        seed,
+                        "delay is requested and tc netem is not available, so the userspace proxy carries every link".into(),
+                    )
+                    .await;
+                }
+                match netns::available() {
+                    Ok(tool) => {
+                        let why = format!(
+                            "running as root with ip and {}: one namespace per node",
+                            tool.as_str()
+                        );
+                        match Fabric::with_netns(nodes, tool, ledger, run_dir, why) {
+                            Ok(f) => Ok(f),
+                            Err(e) => {
+                                Fabric::with_proxy(
+                                    nodes,
+                                    needs,
+                                    seed,
+                                    format!("namespaces could not be set up ({e:#})"),
+                                )
+                                .await
+                            }
+                        }
+                    }
+                    Err(why) => {
+                        Fabric::with_proxy(
+                            nodes,
+                            needs,
+                            seed,
+                            format!("{why}, so no namespaces; the userspace proxy needs nothing"),
+                        )
+                        .await
+                    }
+                }
+            }
+        }
+    }
+
+    fn with_direct(nodes: &[String], why: String) -> Fabric {
+        Fabric {
+            backend: Arc::new(Backend::Direct),
+            nodes: nodes.to_vec(),
+            next_fault: AtomicU64::new(1),
+            why,
+            network: None,
+            client_addrs: None,
+        }
+    }
+
+    async fn with_proxy(
+        nodes: &[String],
+        needs: NetNeeds,
+        seed: u64,
+        why: String,
+    ) -> anyhow::Result<Fabric> {
+        let listen = free_loopback_ports(nodes.len())?;
+        let named: Vec<(String, SocketAddr)> = nodes.iter().cloned().zip(listen.clone()).collect();
+        // Clients go through the proxy only when their links can be faulted: a partition
+        // leaves the clients' links alone (as in Jepsen), and a direct link keeps a refused
+        // connection a definite failure.
+        let proxy_clients = needs.loss || needs.delay;
+        let proxy = Proxy::start(&named, proxy_clients, seed).await?;
+        let mut routes = BTreeMap::new();
+        for from in nodes {
+            for to in nodes {
+                if let Some(addr) = proxy.route(&Endpoint::Node(from.clone()), to) {
+                    routes.insert((from.clone(), to.clone()), addr);
+                }
+            }
+        }
+        let client_addrs = proxy_clients.then(|| {
+            nodes
+                .iter()
+                .filter_map(|n| Some((n.clone(), proxy.route(&Endpoint::Clients, n)?)))
+                .collect()
+        });
+        Ok(Fabric {
+            backend: Arc::new(Backend::Proxy(proxy)),
+            nodes: nodes.to_vec(),
+            next_fault: AtomicU64::new(1),
+            why,
+            network: Some(NodeNetwork {
+                listen,
+                routes,
+                launcher: BTreeMap::new(),
+            }),
+            client_addrs,
+        })
+    }
+
+    fn with_netns(
+        nodes: &[String],
+        tool: netns::FilterTool,
+        ledger: Arc<Ledger>,
+        run_dir: &Path,
+        why: String,
+    ) -> anyhow::Result<Fabric> {
+        let ns = netns::Netns::build(nodes, tool, ledger, run_dir)?;
+        let network = NodeNetwork {
+            listen: nodes.iter().filter_map(|n| ns.listen(n)).collect(),
+            routes: BTreeMap::new(),
+            launcher: nodes.iter().map(|n| (n.clone(), ns.launcher(n))).collect(),
+        };
+        let why = format!("{why}; subnet {} on bridge {}", ns.subnet(), ns.bridge());
+        Ok(Fabric {
+            backend: Arc::new(Backend::Netns(ns)),
+            nodes: nodes.to_vec(),
+            next_fault: AtomicU64::new(1),
+            why,
+            network: Some(network),
+            client_addrs: None,
+        })
+    }
+
+    /// `direct`, `proxy` or `netns`.
+    pub fn kind(&self) -> &'static str {
+        match *self.backend {
+            Backend::Direct => "direct",
+            Backend::Proxy(_) => "proxy",
+            Backend::Netns(_) => "netns",
+        }
+    }
+
+    /// Why this fabric was chosen, for the run's first lines.
+    pub fn why(&self) -> &str {
+        &self.why
+    }
+
+    /// Listen addresses, peer routes and launchers for the cluster, `None` for `direct`.
+    pub fn node_network(&self) -> Option<NodeNetwork> {
+        self.network.clone()
+    }
+
+    /// Where clients reach each node, when not at the node's own address.
+    pub fn client_addrs(&self) -> Option<Vec<(String, SocketAddr)>> {
+        self.client_addrs.clone()
+    }
+
+    /// The proxy, when this fabric is one (for tests and statistics).
+    pub fn proxy(&self) -> Option<&Proxy> {
+        match &*self.backend {
+            Backend::Proxy(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The namespaces, when this fabric is made of them (for tests).
+    pub fn namespaces(&self) -> Option<&netns::Netns> {
+        match &*self.backend {
+            Backend::Netns(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Cuts the network as `grudge` says: each node drops traffic from the nodes it names.
+    pub fn partition(&self, grudge: &Grudge) -> anyhow::Result<NetFault> {
+        let id = self.next_fault.fetch_add(1, Ordering::Relaxed);
+        let mut fault = NetFault {
+            backend: Arc::clone(&self.backend),
+            id,
+            nodes: Vec::new(),
+        };
+        match &*self.backend {
+            Backend::Direct => bail!("the direct fabric cannot partition"),
+            Backend::Proxy(p) => {
+                let dirs: Vec<_> = grudge
+                    .iter()
+                    .flat_map(|(to, froms)| {
+                        froms
+                            .iter()
+                            .map(|from| (Endpoint::Node(from.clone()), Endpoint::Node(to.clone())))
+                    })
+                    .collect();
+                let cut = Effect {
+                    cut: true,
+                    ..Effect::default()
+                };
+                p.apply(id, &dirs, cut);
+                fault.nodes = grudge.keys().cloned().collect();
+            }
+            Backend::Netns(ns) => {
+                for (node, froms) in grudge {
+                    let rules = netns::Rules {
+                        drop_from: froms.iter().filter_map(|f| ns.addr(f)).collect(),
+                        loss_per_mille: 0,
+                    };
+                    // Noted before the rules exist, so a failure halfway heals what was
+                    // installed when `fault` drops.
+                    fault.nodes.push(node.clone());
+                    ns.add_rules(id, node, &rules)
+                        .with_context(|| format!("cannot partition {node}"))?;
+                }
+            }
+        }
+        Ok(fault)
+    }
+
+    /// Drops `percent` of the packets to and from `targets` (in the proxy: that share of
+    /// chunks waits for a retransmission timeout, as TCP would make it).
+    pub fn loss(&self, targets: &[String], percent: f64) -> anyhow::Result<NetFault> {
+        let p = (percent / 100.0).clamp(0.0, 1.0);
+        self.packet_fault(
+            targets,
+            Effect {
+                loss: p,
+                ..Effect::default()
+            },
+            (p * 1000.0).round() as u32,
+        )
+    }
+
+    /// Delays every chunk to and from `targets` by `delay_ms ± jitter_ms` (proxy only).
+    pub fn delay(
+        &self,
+        targets: &[String],
+        delay_ms: u64,
+        jitter_ms: u64,
+    ) -> anyhow::Result<NetFault> {
+        if let Backend::Netns(_) = &*self.backend {
+            bail!("the netns fabric cannot delay packets (no tc netem); use --net proxy");
+        }
+        self.packet_fault(
+            targets,
+            Effect {
+                delay_ms,
+                jitter_ms,
+                ..Effect::default()
+            },
+            0,
+        )
+    }
+
+    fn packet_fault(
+        &self,
+        targets: &[String],
+        effect: Effect,
+        loss_per_mille: u32,
+    ) -> anyhow::Result<NetFault> {
+        let id = self.next_fault.fetch_add(1, Ordering::Relaxed);
+        let mut fault = NetFault {
+            backend: Arc::clone(&self.backend),
+            id,
+            nodes: Vec::new(),
+        };
+        match &*self.backend {
+            Backend::Direct => bail!("the direct fabric cannot drop or delay packets"),
+            Backend::Proxy(p) => {
+                let mut ends: Vec<Endpoint> =
+                    self.nodes.iter().cloned().map(Endpoint::Node).collect();
+                ends.push(Endpoint::Clients);
+                let mut dirs = Vec::new();
+                for t in targets {
+                    let t = Endpoint::Node(t.clone());
+                    for other in &ends {
+                        if *other != t {
+                            dirs.push((t.clone(), other.clone()));
+                            dirs.push((other.clone(), t.clone()));
+                        }
+                    }
+                }
+                dirs.sort();
+                dirs.dedup();
+                p.apply(id, &dirs, effect);
+                fault.nodes = targets.to_vec();
+            }
+            Backend::Netns(ns) => {
+                for t in targets {
+                    fault.nodes.push(t.clone());
+                    ns.add_rules(
+                        id,
+                        t,
+                        &netns::Rules {
+                            drop_from: Vec::new(),
+                            loss_per_mille,
+                        },
+                    )?;
+                }
+            }
+        }
+        Ok(fault)
+    }
+
+    /// Removes everything the fabric built (also done on drop).
+    pub fn teardown(&self) {
+        match &*self.backend {
+            Backend::Netns(ns) => ns.teardown(),
+            Backend::Proxy(p) => p.heal_all(),
+            Backend::Direct => {}
+        }
+    }
+}
+
+/// An active network fault; dropping it (or [`NetFault::heal`]) heals it.
+#[derive(Debug)]
+pub struct NetFault {
+    backend: Arc<Backend>,
+    id: u64,
+    nodes: Vec<String>,
+}
+
+impl NetFault {
+    pub fn heal(self) {
+        drop(self);
+    }
+}
+
+impl Drop for NetFault {
+    fn drop(&mut self) {
+        match &*self.backend {
+            Backend::Direct => {}
+            Backend::Proxy(p) => p.remove(self.id),
+            Backend::Netns(ns) => {
+                for n in &self.nodes {
+                    ns.remove_rules(self.id, n);
+                }
+            }
+        }
+    }
+}
+
+fn free_loopback_ports(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
+    // Hold every listener until all are chosen so the ports are distinct.
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("cannot find free ports on 127.0.0.1")?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().context("cannot read a bound port"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("n{i}")).collect()
+    }
+
+    #[tokio::test]
+    async fn auto_takes_direct_without_network_faults_and_the_proxy_for_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Arc::new(Ledger::create(dir.path()).unwrap());
+        let f = Fabric::build(
+            NetMode::Auto,
+            NetNeeds::default(),
+            &names(3),
+            ledger.clone(),
+            dir.path(),
+            1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(f.kind(), "direct");
+        assert!(f.why().contains("no network faults"));
+        let needs = NetNeeds {
+            delay: true,
+            ..NetNeeds::default()
+        };
+        let f = Fabric::build(
+            NetMode::Auto,
+            needs,
+            &names(3),
+            ledger.clone(),
+            dir.path(),
+            1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(f.kind(), "proxy");
+        assert!(f.why().contains("netem"), "{}", f.why());
+        let net = f.node_network().unwrap();
+        assert_eq!(net.listen.len(), 3);
+        assert_eq!(net.routes.len(), 6, "one route per ordered pair of nodes");
+        assert_eq!(f.client_addrs().unwrap().len(), 3);
+        let err = Fabric::build(
+            NetMode::Direct,
+            needs,
+            &names(3),
+            ledger.clone(),
+            dir.path(),
+            1,
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("--net direct"), "{err}");
+        let err = Fabric::build(NetMode::Netns, needs, &names(3), ledger, dir.path(), 1)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("delay"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn proxy_partitions_cut_exactly_the_grudge_and_heal_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Arc::new(Ledger::create(dir.path()).unwrap());
+        let needs = NetNeeds {
+            partition: true,
+            ..NetNeeds::default()
+        };
+        let f = Fabric::build(NetMode::Proxy, needs, &names(3), ledger, dir.path(), 1)
+            .await
+            .unwrap();
+        assert!(
+            f.client_addrs().is_none(),
+            "partitions leave client links direct"
+        );
+        let g = grudge::complete(&[vec!["n1".into()], vec!["n2".into(), "n3".into()]]);
+        let p = f.proxy().unwrap();
+        let dir_ = |a: &str, b: &str| (Endpoint::Node(a.into()), Endpoint::Node(b.into()));
+        {
+            let _fault = f.partition(&g).unwrap();
+            assert!(p.effect(&dir_("n1", "n2")).cut);
+            assert!(p.effect(&dir_("n3", "n1")).cut);
+            assert!(!p.effect(&dir_("n2", "n3")).cut);
+        }
+        assert!(
+            !p.effect(&dir_("n1", "n2")).cut,
+            "healed when the guard dropped"
+        );
+    }
+}
