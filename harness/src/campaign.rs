@@ -99,6 +99,7 @@ fn one_u64() -> u64 {
 pub struct RunOptions {
     pub nodes: Option<usize>,
     pub replication: Option<String>,
+    pub failover: Option<String>,
     pub workload: Option<String>,
     pub read_routing: Option<String>,
     pub concurrency: Option<usize>,
@@ -123,6 +124,7 @@ impl RunOptions {
         pick!(
             nodes,
             replication,
+            failover,
             workload,
             read_routing,
             concurrency,
@@ -149,6 +151,9 @@ impl RunOptions {
         }
         if let Some(r) = &self.replication {
             c.replication = r.parse::<Replication>().map_err(|e| anyhow!(e))?;
+        }
+        if let Some(f) = &self.failover {
+            c.failover = f.parse::<crate::run::Failover>().map_err(|e| anyhow!(e))?;
         }
         if let Some(w) = &self.workload {
             c.workload = w.parse::<Workload>().map_err(|e| anyhow!(e))?;

@@ -59,9 +59,14 @@ struct RunArgs {
     /// Number of refnode processes in the cluster.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
     nodes: u16,
-    /// Replication mode: sync (ack after all followers applied) or async (ack after the leader).
+    /// Replication mode: sync (ack after all followers applied), semi-sync (ack after one
+    /// synchronous follower), async (ack after the leader) or chain (ack by the tail).
     #[arg(long, default_value = "sync")]
     replication: Replication,
+    /// Leader failover: naive (most up-to-date reachable follower, no majority) or fenced
+    /// (majority votes and commit, the old leader fenced).
+    #[arg(long, default_value = "naive")]
+    failover: crate::run::Failover,
     /// Workload the clients run.
     #[arg(long, default_value = "register")]
     workload: Workload,
@@ -261,6 +266,7 @@ fn run_command(args: RunArgs) -> i32 {
     let config = RunConfig {
         nodes: usize::from(args.nodes),
         replication: args.replication,
+        failover: args.failover,
         workload: args.workload,
         nemesis: args.nemesis,
         nemesis_interval: Duration::from_secs_f64(args.nemesis_interval),

@@ -880,6 +880,7 @@ mod tests {
                 target: "refnode",
                 nodes: 3,
                 replication: crate::run::Replication::Sync,
+                failover: crate::run::Failover::Naive,
                 workload: crate::run::Workload::Register,
                 nemesis: "partition".into(),
                 nemesis_interval_s: 1.0,

@@ -34,6 +34,10 @@ pub enum Replication {
     Sync,
     /// The leader acknowledges a write once it has applied it; followers catch up later.
     Async,
+    /// The leader acknowledges once one synchronous follower has it; the others are async.
+    SemiSync,
+    /// Writes flow down a chain of nodes and are acknowledged by the tail, which serves reads.
+    Chain,
 }
 
 impl Replication {
@@ -41,6 +45,8 @@ impl Replication {
         match self {
             Replication::Sync => "sync",
             Replication::Async => "async",
+            Replication::SemiSync => "semi-sync",
+            Replication::Chain => "chain",
         }
     }
 }
@@ -51,8 +57,43 @@ impl FromStr for Replication {
         match s {
             "sync" => Ok(Replication::Sync),
             "async" => Ok(Replication::Async),
+            "semi-sync" => Ok(Replication::SemiSync),
+            "chain" => Ok(Replication::Chain),
             other => Err(format!(
-                "unknown replication {other:?}; expected sync or async"
+                "unknown replication {other:?}; expected sync, semi-sync, async or chain"
+            )),
+        }
+    }
+}
+
+/// How the refnode cluster replaces a silent leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Failover {
+    /// The most up-to-date reachable follower promotes itself, no majority: split brain and
+    /// lost writes are possible (DDIA's warning).
+    Naive,
+    /// Raft-style terms, majority votes and commit, and fencing of a leader without a majority.
+    Fenced,
+}
+
+impl Failover {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failover::Naive => "naive",
+            Failover::Fenced => "fenced",
+        }
+    }
+}
+
+impl FromStr for Failover {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Failover, String> {
+        match s {
+            "naive" => Ok(Failover::Naive),
+            "fenced" => Ok(Failover::Fenced),
+            other => Err(format!(
+                "unknown failover {other:?}; expected naive or fenced"
             )),
         }
     }
@@ -81,6 +122,7 @@ impl FromStr for Workload {
 pub struct RunConfig {
     pub nodes: usize,
     pub replication: Replication,
+    pub failover: Failover,
     pub workload: Workload,
     pub nemesis: NemesisSpec,
     pub nemesis_interval: Duration,
@@ -113,6 +155,7 @@ impl RunConfig {
         RunConfig {
             nodes: 3,
             replication: Replication::Sync,
+            failover: Failover::Naive,
             workload: Workload::Register,
             nemesis: NemesisSpec::default(),
             nemesis_interval: Duration::from_secs(4),
@@ -138,11 +181,15 @@ impl RunConfig {
 impl RunConfig {
     pub fn test_name(&self) -> String {
         format!(
-            "refnode-{}-{}-{}",
+            "refnode-{}-{}{}-{}",
             match self.workload {
                 Workload::Register => "register",
             },
             self.replication.as_str(),
+            match self.failover {
+                Failover::Naive => "",
+                Failover::Fenced => "-fenced",
+            },
             self.nemesis.name()
         )
     }
@@ -168,9 +215,10 @@ impl RunConfig {
             ));
         }
         let base = format!(
-            "splitbrain run --nodes {} --replication {} --workload register --nemesis {} --nemesis-interval {} --concurrency {} --time-limit {} --rate {} --read-routing {} --seed {} --store {}",
+            "splitbrain run --nodes {} --replication {} --failover {} --workload register --nemesis {} --nemesis-interval {} --concurrency {} --time-limit {} --rate {} --read-routing {} --seed {} --store {}",
             self.nodes,
             self.replication.as_str(),
+            self.failover.as_str(),
             self.nemesis.flag(),
             self.nemesis_interval.as_secs_f64(),
             self.concurrency,
@@ -211,6 +259,7 @@ pub struct ConfigSummary {
     pub target: &'static str,
     pub nodes: usize,
     pub replication: Replication,
+    pub failover: Failover,
     pub workload: Workload,
     pub nemesis: String,
     pub nemesis_interval_s: f64,
@@ -253,6 +302,7 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         binary: config.refnode_bin.clone(),
         node_count: config.nodes,
         replication: config.replication.as_str().to_string(),
+        failover: config.failover.as_str().to_string(),
         read_routing: config.read_routing,
         dir: dir.clone(),
         heartbeat_ms: 100,
@@ -392,6 +442,7 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
             target: "refnode",
             nodes: config.nodes,
             replication: config.replication,
+            failover: config.failover,
             workload: config.workload,
             nemesis: config.nemesis.name(),
             nemesis_interval_s: config.nemesis_interval.as_secs_f64(),

@@ -115,3 +115,90 @@ fn async_replication_with_leader_kills_and_follower_reads_is_caught() {
         "refnode processes left behind"
     );
 }
+
+/// DDIA ch. 5 by measurement: with partitions and leader kills, naive failover (the most
+/// up-to-date reachable follower promotes itself) loses acknowledged writes or serves stale
+/// reads even with leader reads, while fenced failover (majority votes and commit, the old
+/// leader fenced) stays linearizable under the same seeded fault schedule.
+#[test]
+fn fenced_failover_keeps_what_naive_failover_loses_under_partitions() {
+    let store = tempfile::tempdir().unwrap();
+    let store_arg = store.path().to_str().unwrap();
+    let run = |failover: &str| {
+        run_splitbrain(&[
+            "run",
+            "--replication",
+            "async",
+            "--failover",
+            failover,
+            "--read-routing",
+            "leader",
+            "--nemesis",
+            "partition,kill",
+            "--time-limit",
+            "20",
+            "--seed",
+            "7",
+            "--quiet",
+            "--store",
+            store_arg,
+        ])
+    };
+    let naive = run("naive");
+    assert_eq!(naive.status.code(), Some(1), "{}", describe(&naive));
+    let results = results_json(store.path(), "refnode-register-async-partition+kill");
+    assert_eq!(results["valid"], serde_json::json!(false), "{results:#}");
+    assert_eq!(results["config"]["failover"], serde_json::json!("naive"));
+
+    let fenced = run("fenced");
+    assert_eq!(fenced.status.code(), Some(0), "{}", describe(&fenced));
+    let results = results_json(store.path(), "refnode-register-async-fenced-partition+kill");
+    assert_eq!(results["valid"], serde_json::json!(true), "{results:#}");
+    assert!(
+        results["faults_injected"].as_u64().unwrap() >= 2,
+        "{results:#}"
+    );
+    assert_eq!(
+        processes_mentioning(store.path()),
+        vec![],
+        "refnode processes left behind"
+    );
+}
+
+#[test]
+fn semi_sync_and_chain_with_leader_kills_stay_linearizable() {
+    let store = tempfile::tempdir().unwrap();
+    let store_arg = store.path().to_str().unwrap();
+    for replication in ["semi-sync", "chain"] {
+        let out = run_splitbrain(&[
+            "run",
+            "--replication",
+            replication,
+            "--nemesis",
+            "kill",
+            "--time-limit",
+            "12",
+            "--seed",
+            "7",
+            "--quiet",
+            "--store",
+            store_arg,
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{replication}: {}",
+            describe(&out)
+        );
+        let results = results_json(
+            store.path(),
+            &format!("refnode-register-{replication}-kill"),
+        );
+        assert_eq!(results["valid"], serde_json::json!(true), "{results:#}");
+        assert_eq!(
+            results["config"]["replication"],
+            serde_json::json!(replication)
+        );
+    }
+    assert_eq!(processes_mentioning(store.path()), vec![]);
+}
