@@ -11,6 +11,7 @@
 pub mod config;
 pub mod driver;
 pub mod leaderless;
+mod link;
 pub mod logger;
 pub mod merkle;
 pub mod multi_leader;

@@ -20,10 +20,11 @@ use tokio::sync::mpsc;
 
 use super::config::{Config, Design};
 use super::driver::{
-    CONNECT_TIMEOUT, CONNECTION_QUEUE, EVENT_QUEUE, LineSender, MAX_BACKOFF, MAX_BATCH,
-    MIN_BACKOFF, PEER_QUEUE, TICK, json_line, malformed, read_line, seed_for,
+    CONNECTION_QUEUE, EVENT_QUEUE, LineSender, MAX_BATCH, PEER_QUEUE, TICK, json_line, malformed,
+    read_line, seed_for,
 };
 use super::leaderless::{Leaderless, LeaderlessConfig};
+use super::link::{self, Link};
 use super::logger::{Logger, RateLimited};
 use super::multi_leader::{MultiLeader, MultiLeaderConfig};
 use super::node::{ClientRequest, NodeId};
@@ -96,10 +97,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     for (peer, addr) in &peers {
         let (tx, rx) = mpsc::channel(PEER_QUEUE);
         links.insert(peer.clone(), tx);
-        tokio::spawn(peer_link(
-            cfg.id.clone(),
-            peer.clone(),
-            *addr,
+        tokio::spawn(link::run(
+            peer_link_spec(cfg.id.clone(), peer.clone(), *addr),
             rx,
             events_tx.clone(),
             logger.clone(),
@@ -429,85 +428,21 @@ async fn connection(socket: TcpStream, events: mpsc::Sender<Event>) {
     let _ = writer.await;
 }
 
-/// This node's own connection to `peer`, reconnecting with capped exponential backoff.
-async fn peer_link(
-    me: NodeId,
-    peer: NodeId,
-    addr: SocketAddr,
-    mut outbox: mpsc::Receiver<ReplicaMessage>,
-    events: mpsc::Sender<Event>,
-    logger: Arc<Logger>,
-) {
-    let mut backoff = MIN_BACKOFF;
-    let mut failures = RateLimited::new(Duration::from_secs(5));
-    loop {
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                failures.failure(&logger, &format!("cannot connect to {peer} at {addr}: {e}"));
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-            Err(_) => {
-                failures.failure(
-                    &logger,
-                    &format!("cannot connect to {peer} at {addr}: timed out"),
-                );
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-        };
-        failures.success(&logger, &format!("connected to {peer} at {addr}"));
-        backoff = MIN_BACKOFF;
-        let _ = stream.set_nodelay(true);
-        // Messages queued while disconnected were meant for a connection that is gone.
-        while outbox.try_recv().is_ok() {}
-        if events
-            .send(Event::PeerConnected(peer.clone()))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let (read_half, mut write_half) = stream.into_split();
-        let mut answers = tokio::spawn(read_answers(peer.clone(), read_half, events.clone()));
-        loop {
-            tokio::select! {
-                msg = outbox.recv() => {
-                    let Some(msg) = msg else { return };
-                    if write_half.write_all(&peer_line(&me, msg)).await.is_err() {
-                        break;
-                    }
-                }
-                _ = &mut answers => break,
-            }
-        }
-        answers.abort();
-        failures.failure(&logger, &format!("lost the connection to {peer}"));
-        tokio::time::sleep(backoff).await;
-    }
-}
-
-/// The peer's answers on this node's outbound link.
-async fn read_answers(
-    peer: NodeId,
-    read_half: tokio::net::tcp::OwnedReadHalf,
-    events: mpsc::Sender<Event>,
-) {
-    let mut reader = BufReader::new(read_half);
-    let mut buf = Vec::new();
-    while let Ok(true) = read_line(&mut reader, &mut buf).await {
-        if let ReplicaLine::Peer(env) = classify_replica_line(&buf) {
-            // Trust the link, not the envelope: answers on it come from the peer we dialled.
-            let event = Event::Peer {
+/// This node's own connection to `peer` for the multi-leader and leaderless protocols.
+fn peer_link_spec(me: NodeId, peer: NodeId, addr: SocketAddr) -> Link<ReplicaMessage, Event> {
+    Link {
+        me,
+        peer,
+        addr,
+        encode: peer_line,
+        connected: Event::PeerConnected,
+        answer: |peer, line| match classify_replica_line(line) {
+            ReplicaLine::Peer(env) => Some(Event::Peer {
                 from: peer.clone(),
                 msg: env.replica,
                 respond_to: None,
-            };
-            if events.send(event).await.is_err() {
-                return;
-            }
-        }
+            }),
+            _ => None,
+        },
     }
 }
