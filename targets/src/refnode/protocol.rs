@@ -530,11 +530,12 @@ pub enum AppendOutcome {
     StaleEpoch { leader: Option<String> },
 }
 
-/// What one received line is.
+/// What one received line is: a client request, a peer message of the node's protocol family
+/// (`P`), or neither.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Line {
+pub enum Classified<P> {
     Client(Request),
-    Peer(PeerEnvelope),
+    Peer(P),
     /// Neither: to be answered with a `malformed` error carrying `id` (the line's `id` field
     /// when it has a numeric one, else 0).
     Malformed {
@@ -543,12 +544,21 @@ pub enum Line {
     },
 }
 
+/// A line received by a single-leader node.
+pub type Line = Classified<PeerEnvelope>;
+
 /// Tells a client request from a peer message (by the top-level `peer` field) and parses it.
 pub fn classify_line(line: &[u8]) -> Line {
+    classify(line)
+}
+
+/// Client requests and peer messages share a port; the top-level `peer` field alone tells them
+/// apart, so a malformed line can never be taken for a message of the other kind.
+fn classify<P: serde::de::DeserializeOwned>(line: &[u8]) -> Classified<P> {
     let value: serde_json::Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(e) => {
-            return Line::Malformed {
+            return Classified::Malformed {
                 id: 0,
                 message: format!("not JSON: {e}"),
             };
@@ -559,17 +569,17 @@ pub fn classify_line(line: &[u8]) -> Line {
         .and_then(serde_json::Value::as_u64)
         .unwrap_or(0);
     if value.get("peer").is_some() {
-        return match serde_json::from_value::<PeerEnvelope>(value) {
-            Ok(env) => Line::Peer(env),
-            Err(e) => Line::Malformed {
+        return match serde_json::from_value::<P>(value) {
+            Ok(env) => Classified::Peer(env),
+            Err(e) => Classified::Malformed {
                 id,
                 message: format!("bad peer message: {e}"),
             },
         };
     }
     match serde_json::from_value::<Request>(value) {
-        Ok(req) => Line::Client(req),
-        Err(e) => Line::Malformed {
+        Ok(req) => Classified::Client(req),
+        Err(e) => Classified::Malformed {
             id,
             message: format!("bad request: {e}"),
         },
@@ -684,46 +694,13 @@ pub enum ReplicaMessage {
     },
 }
 
-/// What one line received by a multi-leader or leaderless node is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReplicaLine {
-    Client(Request),
-    Peer(ReplicaEnvelope),
-    Malformed { id: u64, message: String },
-}
+/// A line received by a multi-leader or leaderless node.
+pub type ReplicaLine = Classified<ReplicaEnvelope>;
 
 /// [`classify_line`] for multi-leader and leaderless nodes: a line with a top-level `peer`
 /// field is a peer message, anything else a client request.
 pub fn classify_replica_line(line: &[u8]) -> ReplicaLine {
-    let value: serde_json::Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
-        Err(e) => {
-            return ReplicaLine::Malformed {
-                id: 0,
-                message: format!("not JSON: {e}"),
-            };
-        }
-    };
-    let id = value
-        .get("id")
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or(0);
-    if value.get("peer").is_some() {
-        return match serde_json::from_value::<ReplicaEnvelope>(value) {
-            Ok(env) => ReplicaLine::Peer(env),
-            Err(e) => ReplicaLine::Malformed {
-                id,
-                message: format!("bad peer message: {e}"),
-            },
-        };
-    }
-    match serde_json::from_value::<Request>(value) {
-        Ok(req) => ReplicaLine::Client(req),
-        Err(e) => ReplicaLine::Malformed {
-            id,
-            message: format!("bad request: {e}"),
-        },
-    }
+    classify(line)
 }
 
 #[cfg(test)]
