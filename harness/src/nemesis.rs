@@ -126,19 +126,17 @@ impl FromStr for NemesisSpec {
 }
 
 impl NemesisSpec {
+    /// `kill+pause`: the spec in test names and store paths.
     pub fn name(&self) -> String {
-        if self.faults.is_empty() {
-            return "none".to_string();
-        }
-        self.faults
-            .iter()
-            .map(|f| f.as_str())
-            .collect::<Vec<_>>()
-            .join("+")
+        self.joined("+")
     }
 
     /// The value of `--nemesis` that gives this spec.
     pub fn flag(&self) -> String {
+        self.joined(",")
+    }
+
+    fn joined(&self, separator: &str) -> String {
         if self.faults.is_empty() {
             return "none".to_string();
         }
@@ -146,7 +144,7 @@ impl NemesisSpec {
             .iter()
             .map(|f| f.as_str())
             .collect::<Vec<_>>()
-            .join(",")
+            .join(separator)
     }
 
     /// The network faults this nemesis injects, which decide the fabric.

@@ -9,19 +9,17 @@
 //! what each follower acknowledged), never unbounded memory.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::config::Config;
 use super::link::{self, Link};
-use super::logger::{Logger, RateLimited};
+use super::logger::Logger;
 use super::node::{ClientRequest, Effects, Node, NodeConfig, NodeId, Persist};
 use super::storage::Storage;
 use crate::refnode::protocol::{
@@ -69,27 +67,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     if cfg.design != super::config::Design::SingleLeader {
         return super::replica_driver::serve(cfg).await;
     }
-    let logger = Arc::new(
-        Logger::open(&cfg.log_file, &cfg.id)
-            .with_context(|| format!("cannot open the log file {}", cfg.log_file.display()))?,
-    );
+    let started = link::start(&cfg).await?;
+    let logger = Arc::clone(&started.logger);
     let (storage, recovery) = Storage::open(&cfg.data_dir)?;
     for note in &recovery.notes {
         logger.log(note);
     }
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let local = listener
-        .local_addr()
-        .context("listening socket has no address")?;
-
-    let peers: Vec<(NodeId, SocketAddr)> = cfg
-        .peers
-        .iter()
-        .filter(|(id, _)| *id != cfg.id)
-        .cloned()
-        .collect();
+    let peers = &started.peers;
     let node_cfg = NodeConfig {
         id: cfg.id.clone(),
         peers: peers.iter().map(|(id, _)| id.clone()).collect(),
@@ -108,40 +92,21 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         compact_after_entries: cfg.compact_after_entries,
         max_uncommitted_entries: NodeConfig::MAX_UNCOMMITTED_ENTRIES,
         seed: seed_for(&cfg.id),
-        wall_base_ms: u64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis(),
-        )
-        .unwrap_or(0),
+        wall_base_ms: link::wall_clock_ms(),
         clock_offset_ms: cfg.clock_offset_ms,
         join: cfg.join,
     };
     logger.log(&format!(
-        "listening on {local}; replication {}; failover {}; log {}; peers {}",
+        "listening on {}; replication {}; failover {}; log {}; peers {}",
+        started.local,
         cfg.replication.as_str(),
         cfg.failover.as_str(),
         cfg.log_kind.as_str(),
-        peers
-            .iter()
-            .map(|(id, addr)| format!("{id}={addr}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        link::peers_text(peers)
     ));
 
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-    let mut links = HashMap::new();
-    for (peer, addr) in &peers {
-        let (tx, rx) = mpsc::channel(PEER_QUEUE);
-        links.insert(peer.clone(), tx);
-        tokio::spawn(link::run(
-            peer_link_spec(cfg.id.clone(), peer.clone(), *addr),
-            rx,
-            events_tx.clone(),
-            logger.clone(),
-        ));
-    }
+    let links = link::spawn_all(&cfg.id, peers, peer_link_spec, &events_tx, &logger);
     let core = Core {
         id: cfg.id.clone(),
         started: Instant::now(),
@@ -154,25 +119,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let (node, startup) = Node::new(node_cfg, recovery.durable, 0);
     tokio::spawn(core.run(node, startup, events_rx));
 
-    // The harness waits for exactly this line before it talks to the node.
-    let mut stdout = std::io::stdout();
-    writeln!(stdout, "ready {} {local}", cfg.id).context("cannot write to stdout")?;
-    stdout.flush().context("cannot write to stdout")?;
-
-    let mut accept_failures = RateLimited::new(Duration::from_secs(5));
-    loop {
-        match listener.accept().await {
-            Ok((socket, _)) => {
-                let _ = socket.set_nodelay(true);
-                tokio::spawn(connection(socket, events_tx.clone()));
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: wait instead of spinning.
-                accept_failures.failure(&logger, &format!("accept failed: {e}"));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    link::announce_and_accept(&cfg.id, started, events_tx, connection).await
 }
 
 /// A per-node seed for the failover jitter, so that two followers draw different delays.

@@ -115,3 +115,113 @@ async fn read_answers<E>(
         }
     }
 }
+
+/// What every design's driver needs before its core starts: the log file, the listening
+/// socket (the port is taken before `ready` is printed) and the other nodes.
+pub(super) struct Startup {
+    pub logger: Arc<Logger>,
+    pub listener: tokio::net::TcpListener,
+    pub local: SocketAddr,
+    /// Every node but this one.
+    pub peers: Vec<(NodeId, SocketAddr)>,
+}
+
+pub(super) async fn start(cfg: &super::config::Config) -> anyhow::Result<Startup> {
+    use anyhow::Context as _;
+    let logger = Arc::new(
+        Logger::open(&cfg.log_file, &cfg.id)
+            .with_context(|| format!("cannot open the log file {}", cfg.log_file.display()))?,
+    );
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let local = listener
+        .local_addr()
+        .context("listening socket has no address")?;
+    let peers = cfg
+        .peers
+        .iter()
+        .filter(|(id, _)| *id != cfg.id)
+        .cloned()
+        .collect();
+    Ok(Startup {
+        logger,
+        listener,
+        local,
+        peers,
+    })
+}
+
+/// `n2=127.0.0.1:7002,n3=...` for the log.
+pub(super) fn peers_text(peers: &[(NodeId, SocketAddr)]) -> String {
+    peers
+        .iter()
+        .map(|(id, addr)| format!("{id}={addr}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Milliseconds since the Unix epoch: the base of the node's (offset) wall clock.
+pub(super) fn wall_clock_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(0)
+}
+
+/// One running [`run`] per peer; returns each peer's outbox.
+pub(super) fn spawn_all<M: Send + 'static, E: Send + 'static>(
+    me: &NodeId,
+    peers: &[(NodeId, SocketAddr)],
+    spec: fn(NodeId, NodeId, SocketAddr) -> Link<M, E>,
+    events: &mpsc::Sender<E>,
+    logger: &Arc<Logger>,
+) -> std::collections::HashMap<NodeId, mpsc::Sender<M>> {
+    let mut links = std::collections::HashMap::new();
+    for (peer, addr) in peers {
+        let (tx, rx) = mpsc::channel(super::driver::PEER_QUEUE);
+        links.insert(peer.clone(), tx);
+        tokio::spawn(run(
+            spec(me.clone(), peer.clone(), *addr),
+            rx,
+            events.clone(),
+            Arc::clone(logger),
+        ));
+    }
+    links
+}
+
+/// Prints the line the harness waits for, then accepts connections for as long as the node
+/// runs, handing each to `serve_connection`.
+pub(super) async fn announce_and_accept<E: Send + 'static, F>(
+    id: &str,
+    startup: Startup,
+    events: mpsc::Sender<E>,
+    serve_connection: fn(TcpStream, mpsc::Sender<E>) -> F,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "ready {id} {}", startup.local).context("cannot write to stdout")?;
+    stdout.flush().context("cannot write to stdout")?;
+    let mut accept_failures = RateLimited::new(Duration::from_secs(5));
+    loop {
+        match startup.listener.accept().await {
+            Ok((socket, _)) => {
+                let _ = socket.set_nodelay(true);
+                tokio::spawn(serve_connection(socket, events.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                accept_failures.failure(&startup.logger, &format!("accept failed: {e}"));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

@@ -8,24 +8,22 @@
 //! blocked peers, which lets tests partition loopback clusters without privileges.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::Context as _;
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::config::{Config, Design};
 use super::driver::{
-    CONNECTION_QUEUE, EVENT_QUEUE, LineSender, MAX_BATCH, PEER_QUEUE, TICK, json_line, malformed,
-    read_line, seed_for,
+    CONNECTION_QUEUE, EVENT_QUEUE, LineSender, MAX_BATCH, TICK, json_line, malformed, read_line,
+    seed_for,
 };
 use super::leaderless::{Leaderless, LeaderlessConfig};
 use super::link::{self, Link};
-use super::logger::{Logger, RateLimited};
+use super::logger::Logger;
 use super::multi_leader::{MultiLeader, MultiLeaderConfig};
 use super::node::{ClientRequest, NodeId};
 use super::replica::{Record, Replica, ReplicaEffects};
@@ -54,56 +52,23 @@ enum Event {
 /// Runs a multi-leader or leaderless node until the process is killed; returns only on a
 /// startup error.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let logger = Arc::new(
-        Logger::open(&cfg.log_file, &cfg.id)
-            .with_context(|| format!("cannot open the log file {}", cfg.log_file.display()))?,
-    );
+    let started = link::start(&cfg).await?;
+    let logger = Arc::clone(&started.logger);
     let (storage, recovery) = ReplicaStorage::open(&cfg.data_dir)?;
     for note in &recovery.notes {
         logger.log(note);
     }
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let local = listener
-        .local_addr()
-        .context("listening socket has no address")?;
-    let peers: Vec<(NodeId, SocketAddr)> = cfg
-        .peers
-        .iter()
-        .filter(|(id, _)| *id != cfg.id)
-        .cloned()
-        .collect();
-    let wall_base_ms = u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(0);
+    let wall_base_ms = link::wall_clock_ms();
     let (machine, startup) = build(&cfg, recovery.records, wall_base_ms);
     logger.log(&format!(
-        "listening on {local}; replication {}; peers {}",
+        "listening on {}; replication {}; peers {}",
+        started.local,
         cfg.design.as_str(),
-        peers
-            .iter()
-            .map(|(id, addr)| format!("{id}={addr}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        link::peers_text(&started.peers)
     ));
 
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-    let mut links = HashMap::new();
-    for (peer, addr) in &peers {
-        let (tx, rx) = mpsc::channel(PEER_QUEUE);
-        links.insert(peer.clone(), tx);
-        tokio::spawn(link::run(
-            peer_link_spec(cfg.id.clone(), peer.clone(), *addr),
-            rx,
-            events_tx.clone(),
-            logger.clone(),
-        ));
-    }
+    let links = link::spawn_all(&cfg.id, &started.peers, peer_link_spec, &events_tx, &logger);
     let core = Core {
         id: cfg.id.clone(),
         started: Instant::now(),
@@ -116,25 +81,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     tokio::spawn(core.run(machine, startup, events_rx));
 
-    // The harness waits for exactly this line before it talks to the node.
-    let mut stdout = std::io::stdout();
-    writeln!(stdout, "ready {} {local}", cfg.id).context("cannot write to stdout")?;
-    stdout.flush().context("cannot write to stdout")?;
-
-    let mut accept_failures = RateLimited::new(Duration::from_secs(5));
-    loop {
-        match listener.accept().await {
-            Ok((socket, _)) => {
-                let _ = socket.set_nodelay(true);
-                tokio::spawn(connection(socket, events_tx.clone()));
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: wait instead of spinning.
-                accept_failures.failure(&logger, &format!("accept failed: {e}"));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    link::announce_and_accept(&cfg.id, started, events_tx, connection).await
 }
 
 /// The node of the configured design, from the records of its data file.
