@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -288,55 +288,22 @@ pub(super) async fn read_line<R: AsyncRead + Unpin>(
 /// One accepted connection: a client's requests or a peer's replication messages, told apart
 /// line by line.
 async fn connection(socket: TcpStream, events: mpsc::Sender<Event>) {
-    let (read_half, mut write_half) = socket.into_split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(CONNECTION_QUEUE);
-    let writer = tokio::spawn(async move {
-        while let Some(line) = out_rx.recv().await {
-            if write_half.write_all(&line).await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut reader = BufReader::new(read_half);
-    let mut buf = Vec::new();
-    loop {
-        match read_line(&mut reader, &mut buf).await {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => {
-                let _ = out_tx.send(malformed(0, e.to_string())).await;
-                break;
-            }
-        }
-        if buf.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let event = match crate::refnode::protocol::classify_line(&buf) {
-            Line::Client(req) => Event::Client {
-                reply_to: out_tx.clone(),
-                request_id: req.id,
-                body: req.body,
-            },
-            Line::Peer(env) => Event::Peer {
-                from: env.peer,
-                msg: env.msg,
-                respond_to: Some(out_tx.clone()),
-            },
-            Line::Malformed { id, message } => {
-                if out_tx.send(malformed(id, message)).await.is_err() {
-                    break;
-                }
-                continue;
-            }
-        };
-        if events.send(event).await.is_err() {
-            break;
-        }
-    }
-    // Let queued replies go out; the writer ends when every sender (ours and the core's
-    // copies for pending requests) is gone.
-    drop(out_tx);
-    let _ = writer.await;
+    link::serve_connection(
+        socket,
+        events,
+        crate::refnode::protocol::classify_line,
+        |req, reply_to| Event::Client {
+            reply_to,
+            request_id: req.id,
+            body: req.body,
+        },
+        |env, respond_to| Event::Peer {
+            from: env.peer,
+            msg: env.msg,
+            respond_to: Some(respond_to),
+        },
+    )
+    .await
 }
 
 pub(super) fn malformed(id: u64, message: String) -> Vec<u8> {

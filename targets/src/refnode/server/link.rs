@@ -12,9 +12,12 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 
-use super::driver::{CONNECT_TIMEOUT, MAX_BACKOFF, MIN_BACKOFF, read_line};
+use super::driver::{
+    CONNECT_TIMEOUT, CONNECTION_QUEUE, LineSender, MAX_BACKOFF, MIN_BACKOFF, malformed, read_line,
+};
 use super::logger::{Logger, RateLimited};
 use super::node::NodeId;
+use crate::refnode::protocol::{Classified, Request};
 
 pub(super) struct Link<M, E> {
     pub me: NodeId,
@@ -224,4 +227,57 @@ where
             }
         }
     }
+}
+
+/// One accepted connection, for every design: a client's requests or a peer's messages, told
+/// apart line by line by `classify`; `client` and `peer` turn them into the core's events, with
+/// the connection to answer on. Malformed lines are answered here.
+pub(super) async fn serve_connection<P, E>(
+    socket: TcpStream,
+    events: mpsc::Sender<E>,
+    classify: fn(&[u8]) -> Classified<P>,
+    client: fn(Request, LineSender) -> E,
+    peer: fn(P, LineSender) -> E,
+) {
+    let (read_half, mut write_half) = socket.into_split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(CONNECTION_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(line) = out_rx.recv().await {
+            if write_half.write_all(&line).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut reader = BufReader::new(read_half);
+    let mut buf = Vec::new();
+    loop {
+        match read_line(&mut reader, &mut buf).await {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                let _ = out_tx.send(malformed(0, e.to_string())).await;
+                break;
+            }
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let event = match classify(&buf) {
+            Classified::Client(req) => client(req, out_tx.clone()),
+            Classified::Peer(msg) => peer(msg, out_tx.clone()),
+            Classified::Malformed { id, message } => {
+                if out_tx.send(malformed(id, message)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        if events.send(event).await.is_err() {
+            break;
+        }
+    }
+    // Let queued replies go out; the writer ends when every sender (ours and the core's
+    // copies for pending requests) is gone.
+    drop(out_tx);
+    let _ = writer.await;
 }

@@ -12,15 +12,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::config::{Config, Design};
-use super::driver::{
-    CONNECTION_QUEUE, EVENT_QUEUE, LineSender, MAX_BATCH, TICK, json_line, malformed, read_line,
-    seed_for,
-};
+use super::driver::{EVENT_QUEUE, LineSender, MAX_BATCH, TICK, json_line, seed_for};
 use super::leaderless::{Leaderless, LeaderlessConfig};
 use super::link::{self, Link};
 use super::logger::Logger;
@@ -325,54 +321,22 @@ fn peer_line(me: &str, msg: ReplicaMessage) -> Vec<u8> {
 /// One accepted connection: a client's requests or a peer's messages, told apart line by
 /// line.
 async fn connection(socket: TcpStream, events: mpsc::Sender<Event>) {
-    let (read_half, mut write_half) = socket.into_split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(CONNECTION_QUEUE);
-    let writer = tokio::spawn(async move {
-        while let Some(line) = out_rx.recv().await {
-            if write_half.write_all(&line).await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut reader = BufReader::new(read_half);
-    let mut buf = Vec::new();
-    loop {
-        match read_line(&mut reader, &mut buf).await {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => {
-                let _ = out_tx.send(malformed(0, e.to_string())).await;
-                break;
-            }
-        }
-        if buf.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let event = match classify_replica_line(&buf) {
-            ReplicaLine::Client(req) => Event::Client {
-                reply_to: out_tx.clone(),
-                request_id: req.id,
-                body: req.body,
-            },
-            ReplicaLine::Peer(env) => Event::Peer {
-                from: env.peer,
-                msg: env.replica,
-                respond_to: Some(out_tx.clone()),
-            },
-            ReplicaLine::Malformed { id, message } => {
-                if out_tx.send(malformed(id, message)).await.is_err() {
-                    break;
-                }
-                continue;
-            }
-        };
-        if events.send(event).await.is_err() {
-            break;
-        }
-    }
-    // Let queued replies go out; the writer ends when every sender is gone.
-    drop(out_tx);
-    let _ = writer.await;
+    link::serve_connection(
+        socket,
+        events,
+        classify_replica_line,
+        |req, reply_to| Event::Client {
+            reply_to,
+            request_id: req.id,
+            body: req.body,
+        },
+        |env, respond_to| Event::Peer {
+            from: env.peer,
+            msg: env.replica,
+            respond_to: Some(respond_to),
+        },
+    )
+    .await
 }
 
 /// This node's own connection to `peer` for the multi-leader and leaderless protocols.
