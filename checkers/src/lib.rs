@@ -5,6 +5,7 @@
 
 pub mod linearizable;
 pub mod replication;
+pub mod session;
 pub mod stats;
 pub mod txn;
 mod verdict;

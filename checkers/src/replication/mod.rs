@@ -65,29 +65,29 @@ pub use siblings::{SiblingOptions, sibling_counts};
 pub use staleness::staleness;
 
 /// Explanation lines per verdict; details hold everything.
-const MAX_EXPLAINED: usize = 20;
+pub(crate) const MAX_EXPLAINED: usize = 20;
 
 /// One client call: its invocation and, if it completed, its completion.
 #[derive(Debug, Clone, Copy)]
-struct Call<'a> {
+pub(crate) struct Call<'a> {
     /// Positions in the history.
-    invoke: usize,
-    complete: Option<usize>,
-    op: &'a Op,
-    done: Option<&'a Op>,
+    pub(crate) invoke: usize,
+    pub(crate) complete: Option<usize>,
+    pub(crate) op: &'a Op,
+    pub(crate) done: Option<&'a Op>,
 }
 
 impl<'a> Call<'a> {
-    fn kind(&self) -> Option<OpType> {
+    pub(crate) fn kind(&self) -> Option<OpType> {
         self.done.map(|d| d.kind)
     }
 
-    fn is_ok(&self) -> bool {
+    pub(crate) fn is_ok(&self) -> bool {
         self.kind() == Some(OpType::Ok)
     }
 
     /// It may have taken effect: ok, info, or never completed.
-    fn may_have_happened(&self) -> bool {
+    pub(crate) fn may_have_happened(&self) -> bool {
         self.kind() != Some(OpType::Fail)
     }
 
@@ -100,11 +100,11 @@ impl<'a> Call<'a> {
         }
     }
 
-    fn last_line(&self) -> usize {
+    pub(crate) fn last_line(&self) -> usize {
         self.complete.unwrap_or(self.invoke)
     }
 
-    fn f(&self) -> &'a F {
+    pub(crate) fn f(&self) -> &'a F {
         &self.op.f
     }
 
@@ -113,7 +113,7 @@ impl<'a> Call<'a> {
     }
 
     /// The result of an ok call, else the argument.
-    fn value(&self) -> &'a Value {
+    pub(crate) fn value(&self) -> &'a Value {
         match self.done {
             Some(d) if d.kind == OpType::Ok => &d.value,
             _ => &self.op.value,
@@ -126,7 +126,7 @@ impl<'a> Call<'a> {
             .or(self.op.node.as_deref())
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let outcome = match self.kind() {
             Some(k) => k.as_str(),
             None => "pending",
@@ -141,7 +141,7 @@ impl<'a> Call<'a> {
         )
     }
 
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "process": self.op.process.to_string(),
             "f": self.op.f.as_str(),
@@ -155,7 +155,7 @@ impl<'a> Call<'a> {
 }
 
 /// Client calls grouped by key, in invocation order; calls without a key are skipped.
-fn calls_by_key(history: &History) -> BTreeMap<Key, Vec<Call<'_>>> {
+pub(crate) fn calls_by_key(history: &History) -> BTreeMap<Key, Vec<Call<'_>>> {
     let ops = history.ops();
     let mut out: BTreeMap<Key, Vec<Call<'_>>> = BTreeMap::new();
     for (invoke, complete) in history.client_calls() {
@@ -174,7 +174,7 @@ fn calls_by_key(history: &History) -> BTreeMap<Key, Vec<Call<'_>>> {
 }
 
 /// The position of the last nemesis line, if any.
-fn last_fault(history: &History) -> Option<usize> {
+pub(crate) fn last_fault(history: &History) -> Option<usize> {
     history.ops().iter().rposition(|op| !op.is_client())
 }
 
@@ -188,11 +188,11 @@ fn register_values(v: &Value) -> Option<Vec<i64>> {
     }
 }
 
-fn is_register_read(c: &Call<'_>) -> bool {
+pub(crate) fn is_register_read(c: &Call<'_>) -> bool {
     *c.f() == F::Read || c.is("local-read")
 }
 
-fn is_register_write(c: &Call<'_>) -> bool {
+pub(crate) fn is_register_write(c: &Call<'_>) -> bool {
     *c.f() == F::Write
 }
 
@@ -211,7 +211,7 @@ fn quantile(sorted: &[u64], q: f64) -> u64 {
     sorted[rank - 1]
 }
 
-fn plural(n: usize, one: &str, many: &str) -> String {
+pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
