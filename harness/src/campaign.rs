@@ -43,6 +43,7 @@ use tokio::sync::watch;
 
 use crate::fabric::NetMode;
 use crate::junit::{self, Case, Outcome, Suite};
+use crate::matrix::{Expected, Matrix, RunFacts};
 use crate::nemesis::{self, NemesisSpec};
 use crate::run::{Replication, RunConfig, Workload};
 
@@ -83,6 +84,10 @@ pub struct CampaignFile {
     #[serde(default)]
     pub run: RunOptions,
     pub configs: Vec<ConfigEntry>,
+    /// Checker names to show as the columns of a guarantee matrix (rows = configs), each
+    /// cell aggregating every run of its config; configs state `guarantees` to expect.
+    #[serde(default)]
+    pub columns: Vec<String>,
 }
 
 fn one() -> u32 {
@@ -113,6 +118,18 @@ pub struct RunOptions {
     pub loss_percent: Option<f64>,
     pub delay_ms: Option<u64>,
     pub jitter_ms: Option<u64>,
+    pub log: Option<String>,
+    pub checkers: Option<String>,
+    pub settle: Option<f64>,
+    pub topology: Option<String>,
+    pub conflict: Option<String>,
+    pub home_leader_routing: Option<bool>,
+    pub n: Option<usize>,
+    pub w: Option<usize>,
+    pub r: Option<usize>,
+    pub read_repair: Option<bool>,
+    pub anti_entropy: Option<bool>,
+    pub sloppy_quorum: Option<bool>,
 }
 
 impl RunOptions {
@@ -137,7 +154,19 @@ impl RunOptions {
             partition_shapes,
             loss_percent,
             delay_ms,
-            jitter_ms
+            jitter_ms,
+            log,
+            checkers,
+            settle,
+            topology,
+            conflict,
+            home_leader_routing,
+            n,
+            w,
+            r,
+            read_repair,
+            anti_entropy,
+            sloppy_quorum
         )
     }
 
@@ -207,6 +236,48 @@ impl RunOptions {
         if let Some(v) = self.jitter_ms {
             c.jitter_ms = v;
         }
+        if let Some(v) = &self.log {
+            c.log = v.parse().map_err(|e: String| anyhow!(e))?;
+        }
+        if let Some(v) = &self.checkers {
+            c.checkers = Some(crate::check::parse_checkers(v).map_err(|e| anyhow!(e))?);
+        }
+        if let Some(v) = self.settle {
+            if !(v.is_finite() && v >= 0.0) {
+                bail!("settle must be a number of seconds >= 0, not {v}");
+            }
+            c.settle = Duration::from_secs_f64(v);
+        }
+        let d = &mut c.design;
+        let one_of = |name: &str, v: &str, allowed: &[&str]| {
+            if allowed.contains(&v) {
+                Ok(v.to_string())
+            } else {
+                Err(anyhow!(
+                    "unknown {name} {v:?}; expected one of {}",
+                    allowed.join(", ")
+                ))
+            }
+        };
+        if let Some(v) = &self.topology {
+            d.topology = one_of("topology", v, &["circular", "star", "all-to-all"])?;
+        }
+        if let Some(v) = &self.conflict {
+            d.conflict = one_of("conflict", v, &["none", "lww", "highest-id", "siblings"])?;
+        }
+        macro_rules! copy {
+            ($($f:ident),*) => { $(if let Some(v) = self.$f { d.$f = v; })* };
+        }
+        copy!(
+            home_leader_routing,
+            n,
+            w,
+            r,
+            read_repair,
+            anti_entropy,
+            sloppy_quorum
+        );
+        c.validate().map_err(|e| anyhow!(e))?;
         Ok(())
     }
 }
@@ -219,6 +290,13 @@ pub struct ConfigEntry {
     /// Expected verdicts by nemesis (`*` for the nemeses not named).
     #[serde(default)]
     pub expect: BTreeMap<String, Expectation>,
+    /// The nemeses of this config instead of the campaign's (e.g. only the faults under
+    /// which a guarantee is claimed).
+    #[serde(default)]
+    pub nemeses: Option<Vec<String>>,
+    /// Expected guarantee-matrix cells by column: `held`, `violated` or `any`.
+    #[serde(default)]
+    pub guarantees: BTreeMap<String, String>,
     #[serde(flatten)]
     pub options: RunOptionsFlat,
 }
@@ -281,6 +359,9 @@ pub fn parse(
     if file.nemeses.is_empty() {
         bail!("`nemeses` is empty");
     }
+    for column in &file.columns {
+        crate::check::parse_checkers(column).map_err(|e| anyhow!("columns: {e}"))?;
+    }
     let mut cells = Vec::new();
     let mut names = std::collections::BTreeSet::new();
     for entry in &file.configs {
@@ -293,15 +374,29 @@ pub fn parse(
             .try_into()
             .map_err(|e: toml::de::Error| anyhow!("config {:?}: {}", entry.name, e.message()))?;
         let options = file.run.merged(&over);
+        let nemeses = entry.nemeses.as_ref().unwrap_or(&file.nemeses);
+        if nemeses.is_empty() {
+            bail!("config {:?}: `nemeses` is empty", entry.name);
+        }
         for key in entry.expect.keys() {
-            if key != "*" && !file.nemeses.contains(key) {
+            if key != "*" && !nemeses.contains(key) {
                 bail!(
                     "config {:?} expects a verdict for nemesis {key:?}, which is not in `nemeses`",
                     entry.name
                 );
             }
         }
-        for nem in &file.nemeses {
+        for (column, value) in &entry.guarantees {
+            if !file.columns.contains(column) {
+                bail!(
+                    "config {:?} expects guarantee {column:?}, which is not in `columns`",
+                    entry.name
+                );
+            }
+            crate::matrix::Expected::parse(value)
+                .map_err(|e| anyhow!("config {:?}: {e}", entry.name))?;
+        }
+        for nem in nemeses {
             let spec: NemesisSpec = nem.parse().map_err(|e: String| anyhow!("nemeses: {e}"))?;
             let mut base =
                 RunConfig::new(refnode_bin.to_path_buf(), store.to_path_buf(), file.seed);
@@ -338,6 +433,12 @@ pub struct RunOutcome {
     pub command: String,
     pub duration_s: f64,
     pub summary: String,
+    /// Verdict per checker, for the guarantee matrix.
+    pub checkers: BTreeMap<String, Validity>,
+    /// The staleness checker's p99 lag of stale reads, in milliseconds.
+    pub stale_p99_ms: Option<u64>,
+    /// Client operations the run recorded.
+    pub ops: u64,
 }
 
 #[derive(Tabled)]
@@ -485,6 +586,16 @@ pub async fn run_cells(
                             .map(|v| format!("{}: {} ({})", v.checker, v.valid, v.summary))
                             .collect::<Vec<_>>()
                             .join("\n"),
+                        checkers: results
+                            .checker
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.valid))
+                            .collect(),
+                        stale_p99_ms: results
+                            .checker
+                            .get("staleness")
+                            .map(|v| v.details["ms_behind"]["p99"].as_u64().unwrap_or(0)),
+                        ops: results.stats.total.invoke,
                     }
                 }
                 Err(e) => RunOutcome {
@@ -496,6 +607,9 @@ pub async fn run_cells(
                     command,
                     duration_s: 0.0,
                     summary: String::new(),
+                    checkers: BTreeMap::new(),
+                    stale_p99_ms: None,
+                    ops: 0,
                 },
             };
             println!(
@@ -558,10 +672,10 @@ pub fn command(args: CampaignArgs) -> i32 {
     let test_count = args.test_count.unwrap_or(file.test_count).max(1);
     let progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     println!(
-        "campaign {}: {} configs × {} nemeses × {} runs = {} runs",
+        "campaign {}: {} configs, {} cells × {} runs = {} runs",
         file.name,
         file.configs.len(),
-        file.nemeses.len(),
+        cells.len(),
         test_count,
         cells.len() * test_count as usize
     );
@@ -577,17 +691,28 @@ pub fn command(args: CampaignArgs) -> i32 {
         .iter()
         .map(|(_, r)| r.iter().filter(|o| !o.expected).count())
         .sum();
-    let table = summary_table(&results);
+    let mut table = summary_table(&results);
+    let matrix = (!file.columns.is_empty()).then(|| guarantee_matrix(&file, &results));
+    let mut mismatched = 0;
+    if let Some(m) = &matrix {
+        mismatched = m.mismatches().len();
+        table.push_str(&format!("\nguarantee matrix\n{}", m.table()));
+    }
     println!("{table}");
-    match write_summary(&args.store, &file.name, &results, &table) {
+    match write_summary(&args.store, &file.name, &results, &table, matrix.as_ref()) {
         Ok(dir) => println!("campaign results: {}", dir.display()),
         Err(e) => eprintln!("splitbrain: {e:#}"),
     }
     println!(
-        "campaign {}: {ran} of {planned} runs, {unexpected} unexpected verdicts",
-        file.name
+        "campaign {}: {ran} of {planned} runs, {unexpected} unexpected verdicts{}",
+        file.name,
+        if matrix.is_some() {
+            format!(", {mismatched} guarantee cells differ from the expected")
+        } else {
+            String::new()
+        }
     );
-    if unexpected > 0 {
+    if unexpected > 0 || mismatched > 0 {
         exit::INVALID
     } else if ran < planned {
         exit::UNKNOWN
@@ -596,12 +721,52 @@ pub fn command(args: CampaignArgs) -> i32 {
     }
 }
 
-/// `store/campaign-<name>/<time>/`: `junit.xml` and `summary.txt`, with `latest` links.
+/// The guarantee matrix of a campaign's results: rows in the file's order, every run of a
+/// config (all nemeses and seeds) in its row.
+pub fn guarantee_matrix(file: &CampaignFile, results: &[(Cell, Vec<RunOutcome>)]) -> Matrix {
+    let configs: Vec<(String, Vec<RunFacts>)> = file
+        .configs
+        .iter()
+        .map(|entry| {
+            let facts = results
+                .iter()
+                .filter(|(cell, _)| cell.config == entry.name)
+                .flat_map(|(cell, runs)| {
+                    runs.iter().filter_map(move |r| {
+                        Some(RunFacts {
+                            seed: r.seed,
+                            nemesis: cell.nemesis.clone(),
+                            verdicts: r.checkers.clone(),
+                            stale_p99_ms: r.stale_p99_ms,
+                            ops: r.ops,
+                            store: r.store.clone()?,
+                        })
+                    })
+                })
+                .collect();
+            (entry.name.clone(), facts)
+        })
+        .collect();
+    let mut expected = BTreeMap::new();
+    for entry in &file.configs {
+        for (column, value) in &entry.guarantees {
+            // Checked when the file was parsed.
+            if let Ok(e) = Expected::parse(value) {
+                expected.insert((entry.name.clone(), column.clone()), e);
+            }
+        }
+    }
+    Matrix::build(&file.columns, &configs, &expected)
+}
+
+/// `store/campaign-<name>/<time>/`: `junit.xml` and `summary.txt` (and `matrix.html` with a
+/// guarantee matrix), with `latest` links.
 fn write_summary(
     store: &Path,
     name: &str,
     results: &[(Cell, Vec<RunOutcome>)],
     table: &str,
+    matrix: Option<&Matrix>,
 ) -> anyhow::Result<PathBuf> {
     let safe: String = name
         .chars()
@@ -614,9 +779,18 @@ fn write_summary(
         })
         .collect();
     let dir = crate::store::create_run_dir(store, &format!("campaign-{safe}"))?;
+    let mut suites = junit_suites(results);
+    if let Some(m) = matrix {
+        suites.push(m.junit_suite());
+        std::fs::write(
+            dir.join("matrix.html"),
+            m.html(&format!("campaign {name}: guarantee matrix"), &dir),
+        )
+        .context("cannot write matrix.html")?;
+    }
     std::fs::write(
         dir.join("junit.xml"),
-        junit::render(&format!("campaign {name}"), &junit_suites(results)),
+        junit::render(&format!("campaign {name}"), &suites),
     )
     .context("cannot write the campaign's junit.xml")?;
     let mut text = String::from(table);
@@ -733,6 +907,9 @@ expect = { kill = ["invalid", "unknown"] }
             command: "splitbrain run".into(),
             duration_s: 3.0,
             summary: "linearizable: INVALID (p1 read)".into(),
+            checkers: BTreeMap::new(),
+            stale_p99_ms: None,
+            ops: 10,
         };
         let results = vec![
             (cells[0].clone(), vec![run(Validity::True, true)]),

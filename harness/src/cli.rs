@@ -125,6 +125,63 @@ struct RunArgs {
     /// No live progress line (it is only drawn when stderr is a terminal anyway).
     #[arg(long)]
     quiet: bool,
+    /// Single-leader designs: what the replication log carries, logical (the values) or
+    /// statement (the statement text, evaluated again by every replica).
+    #[arg(long, default_value = "logical")]
+    log: crate::run::LogKind,
+    /// Checkers to run instead of the workload's defaults, a comma list (see `check
+    /// --checker`; `session` stands for the five session guarantees).
+    #[arg(long, value_parser = crate::check::parse_checkers)]
+    checkers: Option<std::vec::Vec<crate::check::CheckerKind>>,
+    /// Seconds the cluster gets after the workload before the final reads of every key at
+    /// every node (session and set workloads).
+    #[arg(long, default_value_t = 2.0, value_parser = non_negative_seconds)]
+    settle: f64,
+    /// Multi-leader: how changes travel between the leaders.
+    #[arg(long, default_value = "all-to-all", value_parser = ["circular", "star", "all-to-all"])]
+    topology: String,
+    /// Multi-leader and leaderless: how concurrent writes of a key are resolved: lww
+    /// (last write wins by the writer's clock), highest-id (the highest node id wins),
+    /// siblings (keep them all, detected with version vectors) or none.
+    #[arg(long, default_value = "lww", value_parser = ["none", "lww", "highest-id", "siblings"])]
+    conflict: String,
+    /// Multi-leader: write each key only at its home leader (conflict avoidance).
+    #[arg(long)]
+    home_leader_routing: bool,
+    /// Leaderless: replicas per key.
+    #[arg(long, default_value_t = 3)]
+    n: usize,
+    /// Leaderless: write quorum.
+    #[arg(long, default_value_t = 2)]
+    w: usize,
+    /// Leaderless: read quorum.
+    #[arg(long, default_value_t = 2)]
+    r: usize,
+    /// Leaderless: repair stale replicas seen by a read.
+    #[arg(long, default_value = "on", value_parser = on_off)]
+    read_repair: bool,
+    /// Leaderless: compare replicas in the background (Merkle trees) and copy what differs.
+    #[arg(long, default_value = "on", value_parser = on_off)]
+    anti_entropy: bool,
+    /// Leaderless: when home replicas are unreachable, write to other nodes with a hint and
+    /// hand the write off after heal.
+    #[arg(long, default_value = "off", value_parser = on_off)]
+    sloppy_quorum: bool,
+}
+
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("expected on or off, found {s:?}")),
+    }
+}
+
+fn non_negative_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("expected a number of seconds >= 0, found {s:?}")),
+    }
 }
 
 fn percent(s: &str) -> Result<f64, String> {
@@ -140,10 +197,13 @@ fn percent(s: &str) -> Result<f64, String> {
 
 #[derive(Debug, Args)]
 struct CheckArgs {
-    /// Checker to run: linearizable, list-append or rw-register (the last two are Elle-style
-    /// transactional checkers).
-    #[arg(long, default_value = "linearizable")]
-    checker: CheckerKind,
+    /// Checkers to run, a comma list: linearizable; list-append, rw-register (Elle-style
+    /// transactions); read-your-writes, monotonic-reads, monotonic-writes,
+    /// writes-follow-reads, consistent-prefix (or `session` for all five), lost-writes
+    /// (versioned registers); lost-writes-siblings, convergence, staleness, siblings,
+    /// set-add-wins (replicated registers and sets).
+    #[arg(long, default_value = "linearizable", value_parser = crate::check::parse_checkers)]
+    checker: std::vec::Vec<CheckerKind>,
     /// Model for the linearizable checker: register, cas-register, multi-register, kv, set,
     /// queue or mutex.
     #[arg(long, default_value = "cas-register")]
@@ -285,7 +345,25 @@ fn run_command(args: RunArgs) -> i32 {
         delay_ms: args.delay_ms,
         jitter_ms: args.jitter_ms,
         progress: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        log: args.log,
+        checkers: args.checkers,
+        settle: Duration::from_secs_f64(args.settle),
+        design: crate::run::DesignOptions {
+            topology: args.topology,
+            conflict: args.conflict,
+            home_leader_routing: args.home_leader_routing,
+            n: args.n,
+            w: args.w,
+            r: args.r,
+            read_repair: args.read_repair,
+            anti_entropy: args.anti_entropy,
+            sloppy_quorum: args.sloppy_quorum,
+        },
     };
+    if let Err(e) = config.validate() {
+        eprintln!("splitbrain: {e}");
+        return exit::BAD_INPUT;
+    }
     let rt = runtime();
     rt.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -333,7 +411,7 @@ fn check_command(args: CheckArgs) -> i32 {
         eprintln!("warning: {w}");
     }
     let config = CheckConfig {
-        checker: args.checker,
+        checkers: args.checker.clone(),
         model: args.model,
         time_limit: Duration::from_secs_f64(args.time_limit),
         memory_limit_bytes: args.memory_limit,

@@ -10,6 +10,7 @@ pub mod fabric;
 pub mod generator;
 pub mod junit;
 pub mod ledger;
+pub mod matrix;
 pub mod nemesis;
 pub mod progress;
 pub mod recorder;

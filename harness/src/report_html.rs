@@ -889,6 +889,8 @@ mod tests {
                 rate: 1.0,
                 read_routing: "leader",
                 op_timeout_ms: 1,
+                log: crate::run::LogKind::Logical,
+                design: None,
                 net: "proxy",
                 net_why: evil.into(),
             },

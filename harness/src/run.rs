@@ -1,6 +1,7 @@
 //! `splitbrain run`: start a cluster, drive clients and the nemesis against it, record the
 //! history, check it, and store everything under the run's directory.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use checkers::{Validity, Verdict};
-use histories::{OpType, Process};
+use histories::{F, History, Key, OpType, Process, Value};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -17,10 +18,13 @@ use targets::{Db, Invocation, ReadRouting};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::check::{self, CheckConfig};
+use crate::check::{self, CheckConfig, CheckerKind};
 use crate::fabric::grudge::Shape;
 use crate::fabric::{Fabric, NetMode};
-use crate::generator::{RegisterConfig, RegisterWorkload};
+use crate::generator::{
+    ConflictsWorkload, RegisterConfig, RegisterWorkload, RollingKeys, SessionConfig,
+    SessionWorkload, SetWorkload, Shared, SharedRegister, Source,
+};
 use crate::ledger::{Ledger, Resource};
 use crate::nemesis::{self, NemesisConfig, NemesisSpec};
 use crate::recorder::{Event, Recorder};
@@ -38,6 +42,11 @@ pub enum Replication {
     SemiSync,
     /// Writes flow down a chain of nodes and are acknowledged by the tail, which serves reads.
     Chain,
+    /// Every node is a leader for the writes it receives and replicates them asynchronously
+    /// to the others over a topology; conflicts are resolved as `--conflict` says.
+    MultiLeader,
+    /// Dynamo-style: n replicas per key, write and read quorums w and r.
+    Leaderless,
 }
 
 impl Replication {
@@ -47,7 +56,16 @@ impl Replication {
             Replication::Async => "async",
             Replication::SemiSync => "semi-sync",
             Replication::Chain => "chain",
+            Replication::MultiLeader => "multi-leader",
+            Replication::Leaderless => "leaderless",
         }
+    }
+}
+
+impl Replication {
+    /// Whether one leader orders every write (the designs with failover and read routing).
+    pub fn single_leader(self) -> bool {
+        !matches!(self, Replication::MultiLeader | Replication::Leaderless)
     }
 }
 
@@ -59,8 +77,10 @@ impl FromStr for Replication {
             "async" => Ok(Replication::Async),
             "semi-sync" => Ok(Replication::SemiSync),
             "chain" => Ok(Replication::Chain),
+            "multi-leader" => Ok(Replication::MultiLeader),
+            "leaderless" => Ok(Replication::Leaderless),
             other => Err(format!(
-                "unknown replication {other:?}; expected sync, semi-sync, async or chain"
+                "unknown replication {other:?}; expected sync, semi-sync, async, chain, multi-leader or leaderless"
             )),
         }
     }
@@ -105,6 +125,51 @@ impl FromStr for Failover {
 pub enum Workload {
     /// read / write / cas on integer registers by key, checked for linearizability.
     Register,
+    /// One writer per key writing 1, 2, 3, ...; everybody reads; a few `exec` statements
+    /// (`set now()`, `set rand()`) on keys of their own. Checked for linearizability, the
+    /// session guarantees, lost writes, convergence of the replicas and staleness.
+    Session,
+    /// Every client writes unique values to the same few keys and reads them: concurrent
+    /// writes meet, and the design's conflict resolution shows (multi-leader, leaderless).
+    Conflicts,
+    /// Adds, removals and reads of a set per key (multi-leader, leaderless).
+    Set,
+}
+
+impl Workload {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Workload::Register => "register",
+            Workload::Session => "session",
+            Workload::Conflicts => "conflicts",
+            Workload::Set => "set",
+        }
+    }
+
+    /// The checkers a run of this workload uses unless `--checkers` says otherwise.
+    pub fn default_checkers(self) -> Vec<CheckerKind> {
+        match self {
+            Workload::Register => vec![CheckerKind::Linearizable],
+            Workload::Session => {
+                let mut all = vec![
+                    CheckerKind::Linearizable,
+                    CheckerKind::LostWrites,
+                    CheckerKind::Convergence,
+                    CheckerKind::Staleness,
+                ];
+                all.extend(CheckerKind::SESSION);
+                all.sort();
+                all
+            }
+            Workload::Conflicts => vec![
+                CheckerKind::LostWritesSiblings,
+                CheckerKind::Convergence,
+                CheckerKind::Staleness,
+                CheckerKind::Siblings,
+            ],
+            Workload::Set => vec![CheckerKind::Convergence, CheckerKind::SetAddWins],
+        }
+    }
 }
 
 impl FromStr for Workload {
@@ -112,7 +177,80 @@ impl FromStr for Workload {
     fn from_str(s: &str) -> Result<Workload, String> {
         match s {
             "register" => Ok(Workload::Register),
-            other => Err(format!("unknown workload {other:?}; expected register")),
+            "session" => Ok(Workload::Session),
+            "conflicts" => Ok(Workload::Conflicts),
+            "set" => Ok(Workload::Set),
+            other => Err(format!(
+                "unknown workload {other:?}; expected register, session, conflicts or set"
+            )),
+        }
+    }
+}
+
+/// What the single-leader designs replicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogKind {
+    /// The values a write produced (row-based).
+    Logical,
+    /// The statement text, evaluated again by every replica (`now()`, `rand()` diverge).
+    Statement,
+}
+
+impl LogKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogKind::Logical => "logical",
+            LogKind::Statement => "statement",
+        }
+    }
+}
+
+impl FromStr for LogKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<LogKind, String> {
+        match s {
+            "logical" => Ok(LogKind::Logical),
+            "statement" => Ok(LogKind::Statement),
+            other => Err(format!(
+                "unknown log {other:?}; expected logical or statement"
+            )),
+        }
+    }
+}
+
+/// The options of the multi-leader and leaderless designs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DesignOptions {
+    /// Multi-leader: circular, star or all-to-all.
+    pub topology: String,
+    /// none, lww, highest-id or siblings.
+    pub conflict: String,
+    /// Multi-leader: write each key at its home leader only.
+    pub home_leader_routing: bool,
+    /// Leaderless: replicas per key and quorums.
+    pub n: usize,
+    pub w: usize,
+    pub r: usize,
+    pub read_repair: bool,
+    pub anti_entropy: bool,
+    pub sloppy_quorum: bool,
+}
+
+impl Default for DesignOptions {
+    fn default() -> Self {
+        let d = RefnodeConfig::default();
+        DesignOptions {
+            topology: d.topology,
+            conflict: d.conflict,
+            home_leader_routing: d.home_leader_routing,
+            n: d.n,
+            w: d.w,
+            r: d.r,
+            read_repair: d.read_repair,
+            anti_entropy: d.anti_entropy,
+            sloppy_quorum: d.sloppy_quorum,
         }
     }
 }
@@ -147,6 +285,15 @@ pub struct RunConfig {
     pub jitter_ms: u64,
     /// Draw the live progress line on stderr.
     pub progress: bool,
+    /// Single-leader designs: what the replication log carries.
+    pub log: LogKind,
+    /// Multi-leader and leaderless designs: topology, conflicts, quorums.
+    pub design: DesignOptions,
+    /// The checkers to run; `None`: the workload's defaults.
+    pub checkers: Option<Vec<CheckerKind>>,
+    /// How long the cluster gets, after the workload and the last fault, before the final
+    /// reads of every key at every node.
+    pub settle: Duration,
 }
 
 impl RunConfig {
@@ -174,7 +321,52 @@ impl RunConfig {
             delay_ms: 100,
             jitter_ms: 50,
             progress: false,
+            log: LogKind::Logical,
+            design: DesignOptions::default(),
+            checkers: None,
+            settle: Duration::from_secs(2),
         }
+    }
+
+    /// Combinations the flags allow but the cluster cannot run.
+    pub fn validate(&self) -> Result<(), String> {
+        let d = &self.design;
+        if self.replication == Replication::Leaderless {
+            if d.n == 0 || d.n > self.nodes {
+                return Err(format!(
+                    "--n {} must be between 1 and the number of nodes ({})",
+                    d.n, self.nodes
+                ));
+            }
+            if d.w == 0 || d.w > d.n || d.r == 0 || d.r > d.n {
+                return Err(format!(
+                    "--w {} and --r {} must be between 1 and --n {}",
+                    d.w, d.r, d.n
+                ));
+            }
+        }
+        if self.workload == Workload::Register && !self.replication.single_leader() {
+            return Err(format!(
+                "the register workload's cas needs a single leader; use --workload session, conflicts or set with --replication {}",
+                self.replication.as_str()
+            ));
+        }
+        if matches!(self.workload, Workload::Conflicts | Workload::Set)
+            && self.replication.single_leader()
+        {
+            return Err(format!(
+                "the {} workload is for --replication multi-leader or leaderless (a single leader orders every write; use --workload session)",
+                self.workload.as_str()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The checkers this run uses.
+    pub fn checker_kinds(&self) -> Vec<CheckerKind> {
+        self.checkers
+            .clone()
+            .unwrap_or_else(|| self.workload.default_checkers())
     }
 }
 
@@ -182,9 +374,7 @@ impl RunConfig {
     pub fn test_name(&self) -> String {
         format!(
             "refnode-{}-{}{}-{}",
-            match self.workload {
-                Workload::Register => "register",
-            },
+            self.workload.as_str(),
             self.replication.as_str(),
             match self.failover {
                 Failover::Naive => "",
@@ -214,11 +404,46 @@ impl RunConfig {
                 self.delay_ms, self.jitter_ms
             ));
         }
+        if self.log != LogKind::Logical {
+            extra.push_str(&format!(" --log {}", self.log.as_str()));
+        }
+        if let Some(kinds) = &self.checkers {
+            let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+            extra.push_str(&format!(" --checkers {}", names.join(",")));
+        }
+        if self.settle != Duration::from_secs(2) {
+            extra.push_str(&format!(" --settle {}", self.settle.as_secs_f64()));
+        }
+        let d = &self.design;
+        let switch = |on: bool| if on { "on" } else { "off" };
+        match self.replication {
+            Replication::MultiLeader => {
+                extra.push_str(&format!(
+                    " --topology {} --conflict {}",
+                    d.topology, d.conflict
+                ));
+                if d.home_leader_routing {
+                    extra.push_str(" --home-leader-routing");
+                }
+            }
+            Replication::Leaderless => extra.push_str(&format!(
+                " --conflict {} --n {} --w {} --r {} --read-repair {} --anti-entropy {} --sloppy-quorum {}",
+                d.conflict,
+                d.n,
+                d.w,
+                d.r,
+                switch(d.read_repair),
+                switch(d.anti_entropy),
+                switch(d.sloppy_quorum)
+            )),
+            _ => {}
+        }
         let base = format!(
-            "splitbrain run --nodes {} --replication {} --failover {} --workload register --nemesis {} --nemesis-interval {} --concurrency {} --time-limit {} --rate {} --read-routing {} --seed {} --store {}",
+            "splitbrain run --nodes {} --replication {} --failover {} --workload {} --nemesis {} --nemesis-interval {} --concurrency {} --time-limit {} --rate {} --read-routing {} --seed {} --store {}",
             self.nodes,
             self.replication.as_str(),
             self.failover.as_str(),
+            self.workload.as_str(),
             self.nemesis.flag(),
             self.nemesis_interval.as_secs_f64(),
             self.concurrency,
@@ -268,6 +493,10 @@ pub struct ConfigSummary {
     pub rate: f64,
     pub read_routing: &'static str,
     pub op_timeout_ms: u64,
+    pub log: LogKind,
+    /// Multi-leader and leaderless only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub design: Option<DesignOptions>,
     /// The fabric the run used (`direct`, `proxy` or `netns`) and why.
     pub net: &'static str,
     pub net_why: String,
@@ -309,12 +538,23 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         failover_timeout_ms: 1000,
         sync_timeout_ms: 1000,
         network: fabric.node_network(),
+        log: config.log.as_str().to_string(),
+        topology: config.design.topology.clone(),
+        conflict: config.design.conflict.clone(),
+        home_leader_routing: config.design.home_leader_routing,
+        n: config.design.n,
+        w: config.design.w,
+        r: config.design.r,
+        read_repair: config.design.read_repair,
+        anti_entropy: config.design.anti_entropy,
+        sloppy_quorum: config.design.sloppy_quorum,
         ..RefnodeConfig::default()
     })?);
     let db: Arc<dyn Db> = Arc::new(FabricDb {
         cluster: Arc::clone(&cluster),
         client_addrs: fabric.client_addrs(),
         read_routing: config.read_routing,
+        writes_at_own_node: !config.replication.single_leader(),
     });
     config
         .nemesis
@@ -344,10 +584,8 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         .with_context(|| format!("cannot create {}", history_path.display()))?;
     let end = start + config.time_limit;
     let faults_end = end - config.recovery();
-    let generator = Arc::new(Mutex::new(RegisterWorkload::new(
-        config.seed,
-        RegisterConfig::default(),
-    )));
+    let mut sources = workload_sources(&config);
+    let keys_used: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
 
     let progress = crate::progress::Progress::start(
         config.progress,
@@ -361,7 +599,10 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
             w,
             Arc::clone(&db),
             recorder.clone(),
-            Arc::clone(&generator),
+            WorkerCalls {
+                source: sources.remove(0),
+                keys_used: Arc::clone(&keys_used),
+            },
             WorkerConfig {
                 concurrency: config.concurrency,
                 rate: config.rate,
@@ -396,6 +637,10 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
     }
     drop(progress);
     let interrupted = *stop.borrow();
+    if !interrupted && config.workload != Workload::Register {
+        let keys = keys_used.lock().expect("keys lock").clone();
+        final_reads(&config, &cluster, &db, &recorder, &keys, stop.clone()).await;
+    }
     cluster.teardown().await;
     fabric.teardown();
     let _ = ledger.record(&Resource::Released);
@@ -416,18 +661,41 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     warnings.extend(loaded.warnings);
     let history = loaded.history;
-    let verdicts = check::run_checkers(
+    let check_config = CheckConfig {
+        checkers: Vec::new(),
+        model: checkers::linearizable::ModelKind::CasRegister,
+        time_limit: config.check_time_limit,
+        memory_limit_bytes: None,
+        no_partition: false,
+        consistency_models: Vec::new(),
+    };
+    let kinds = config.checker_kinds();
+    let (linearizable, others): (Vec<CheckerKind>, Vec<CheckerKind>) = kinds
+        .into_iter()
+        .partition(|k| *k == CheckerKind::Linearizable);
+    let mut verdicts = check::run_checkers(
         &history,
         &CheckConfig {
-            checker: check::CheckerKind::Linearizable,
-            model: checkers::linearizable::ModelKind::CasRegister,
-            time_limit: config.check_time_limit,
-            memory_limit_bytes: None,
-            no_partition: false,
-            consistency_models: Vec::new(),
+            checkers: others,
+            ..check_config.clone()
         },
     )
     .await;
+    if !linearizable.is_empty() {
+        // The register model knows reads, writes and cas; statement keys and the per-node
+        // final reads (which may rightly be stale at a follower) are left out.
+        let registers = register_calls(&history)?;
+        verdicts.extend(
+            check::run_checkers(
+                &registers,
+                &CheckConfig {
+                    checkers: linearizable,
+                    ..check_config
+                },
+            )
+            .await,
+        );
+    }
     let valid = verdicts
         .values()
         .fold(Validity::True, |acc, v| acc.merge(v.valid));
@@ -451,6 +719,8 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
             rate: config.rate,
             read_routing: config.read_routing.as_str(),
             op_timeout_ms: config.op_timeout.as_millis() as u64,
+            log: config.log,
+            design: (!config.replication.single_leader()).then(|| config.design.clone()),
             net: fabric.kind(),
             net_why: fabric.why().to_string(),
         },
@@ -471,6 +741,8 @@ struct FabricDb {
     cluster: Arc<RefnodeCluster>,
     client_addrs: Option<Vec<(String, std::net::SocketAddr)>>,
     read_routing: ReadRouting,
+    /// Multi-leader and leaderless: clients write at their own node, not at a leader.
+    writes_at_own_node: bool,
 }
 
 #[async_trait::async_trait]
@@ -486,11 +758,14 @@ impl Db for FabricDb {
     }
     fn client(&self, process: u64) -> Box<dyn targets::Client> {
         match &self.client_addrs {
-            Some(addrs) => Box::new(RefnodeClient::new(
-                addrs.clone(),
-                process,
-                self.read_routing,
-            )),
+            Some(addrs) => {
+                let client = RefnodeClient::new(addrs.clone(), process, self.read_routing);
+                Box::new(if self.writes_at_own_node {
+                    client.writing_at_own_node()
+                } else {
+                    client
+                })
+            }
             None => self.cluster.client(process),
         }
     }
@@ -525,6 +800,13 @@ struct WorkerConfig {
     op_timeout: Duration,
 }
 
+/// Where a worker's calls come from, and where it notes the keys they touch (for the final
+/// reads).
+struct WorkerCalls {
+    source: Box<dyn Source>,
+    keys_used: Arc<Mutex<BTreeSet<i64>>>,
+}
+
 /// One client worker: invoke, wait, record, pause, repeat until the end. After an `info` the
 /// process is considered crashed (its call may still take effect at any time), so the worker
 /// continues as a new process, numbered as Jepsen does: old + concurrency.
@@ -532,11 +814,15 @@ async fn worker(
     w: usize,
     db: Arc<dyn Db>,
     recorder: Recorder,
-    generator: Arc<Mutex<RegisterWorkload>>,
+    calls: WorkerCalls,
     config: WorkerConfig,
     end: Instant,
     mut stop: watch::Receiver<bool>,
 ) {
+    let WorkerCalls {
+        mut source,
+        keys_used,
+    } = calls;
     let mut process = w as u64;
     let mut client = db.client(process);
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(w as u64 + 1));
@@ -553,7 +839,10 @@ async fn worker(
             () = tokio::time::sleep_until(wake) => {}
             _ = stop.wait_for(|s| *s) => break,
         }
-        let invocation: Invocation = generator.lock().expect("generator lock").next_invocation();
+        let invocation: Invocation = source.next_invocation();
+        if let Some(Key::Int(k)) = invocation.key {
+            keys_used.lock().expect("keys lock").insert(k);
+        }
         recorder.record(Event {
             process: Process::Client(process),
             kind: OpType::Invoke,
@@ -564,6 +853,7 @@ async fn worker(
             error: None,
         });
         let completion = client.invoke(&invocation, config.op_timeout).await;
+        source.completed(&invocation, completion.kind);
         recorder.record(Event {
             process: Process::Client(process),
             kind: completion.kind,
@@ -578,4 +868,226 @@ async fn worker(
             client = db.client(process);
         }
     }
+}
+
+/// One call source per worker.
+fn workload_sources(config: &RunConfig) -> Vec<Box<dyn Source>> {
+    let workers = config.concurrency;
+    match config.workload {
+        Workload::Register => {
+            let shared = Arc::new(Mutex::new(RegisterWorkload::new(
+                config.seed,
+                RegisterConfig::default(),
+            )));
+            (0..workers)
+                .map(|_| Box::new(SharedRegister(Arc::clone(&shared))) as Box<dyn Source>)
+                .collect()
+        }
+        Workload::Session => {
+            let shape = SessionConfig::default();
+            let active = SessionWorkload::shared_keys(workers, &shape);
+            (0..workers)
+                .map(|w| {
+                    Box::new(SessionWorkload::new(
+                        config.seed,
+                        w,
+                        workers,
+                        shape.clone(),
+                        Arc::clone(&active),
+                    )) as Box<dyn Source>
+                })
+                .collect()
+        }
+        Workload::Conflicts => {
+            let shared = Arc::new(Mutex::new(ConflictsWorkload::new(
+                config.seed,
+                RollingKeys {
+                    active_keys: 3,
+                    ops_per_key: 150,
+                },
+            )));
+            (0..workers)
+                .map(|_| Box::new(Shared(Arc::clone(&shared))) as Box<dyn Source>)
+                .collect()
+        }
+        Workload::Set => {
+            let shared = Arc::new(Mutex::new(SetWorkload::new(
+                config.seed,
+                RollingKeys {
+                    active_keys: 3,
+                    ops_per_key: 150,
+                },
+            )));
+            (0..workers)
+                .map(|_| Box::new(Shared(Arc::clone(&shared))) as Box<dyn Source>)
+                .collect()
+        }
+    }
+}
+
+/// Process numbers of the final reads, far above any worker's.
+const FINAL_PROCESS: u64 = 1_000_000_000;
+
+/// After the workload and the last fault: let the cluster settle, then read every key the
+/// workload touched, once through an ordinary client (the single-leader designs' recovery
+/// read, which `lost-writes` judges) and once at every node directly (`local-read` with the
+/// node named, which `convergence` compares). Every call is bounded by the op timeout.
+async fn final_reads(
+    config: &RunConfig,
+    cluster: &RefnodeCluster,
+    db: &Arc<dyn Db>,
+    recorder: &Recorder,
+    keys: &BTreeSet<i64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        () = tokio::time::sleep(config.settle) => {}
+        _ = stop.wait_for(|s| *s) => return,
+    }
+    eprintln!(
+        "splitbrain: final reads of {} keys at {} nodes",
+        keys.len(),
+        config.nodes
+    );
+    let record = |process: u64, kind: OpType, f: &F, key: i64, value: Value, node, error| {
+        recorder.record(Event {
+            process: Process::Client(process),
+            kind,
+            f: f.clone(),
+            key: Some(Key::Int(key)),
+            value,
+            node,
+            error,
+        });
+    };
+    if config.workload == Workload::Session {
+        // The recovery read asks the leader, whatever the run's read routing: its answer is
+        // what the cluster now holds.
+        let leader_client = |process: u64| -> Box<dyn targets::Client> {
+            match cluster_client_addrs(cluster, db) {
+                Some(addrs) if config.replication.single_leader() => {
+                    Box::new(RefnodeClient::new(addrs, process, ReadRouting::Leader))
+                }
+                // Without a leader, an ordinary read (a quorum, or the client's own node).
+                _ => db.client(process),
+            }
+        };
+        let mut client = leader_client(FINAL_PROCESS);
+        let mut process = FINAL_PROCESS;
+        for &key in keys {
+            if *stop.borrow() {
+                return;
+            }
+            let call = Invocation {
+                f: F::Read,
+                key: Some(Key::Int(key)),
+                value: Value::Nil,
+            };
+            record(
+                process,
+                OpType::Invoke,
+                &F::Read,
+                key,
+                Value::Nil,
+                None,
+                None,
+            );
+            let done = client.invoke(&call, config.op_timeout).await;
+            record(
+                process,
+                done.kind,
+                &F::Read,
+                key,
+                done.value,
+                done.node,
+                done.error,
+            );
+            if done.kind == OpType::Info {
+                process += 1;
+                client = leader_client(process);
+            }
+        }
+    }
+    // A set's final reads are `set-read`s naming the node, which `set-add-wins` judges.
+    let local_read = F::Other(
+        if config.workload == Workload::Set {
+            "set-read"
+        } else {
+            "local-read"
+        }
+        .into(),
+    );
+    for (i, node) in cluster.nodes().into_iter().enumerate() {
+        let process = FINAL_PROCESS + 1_000 + i as u64;
+        for &key in keys {
+            if *stop.borrow() {
+                return;
+            }
+            record(
+                process,
+                OpType::Invoke,
+                &local_read,
+                key,
+                Value::Nil,
+                None,
+                None,
+            );
+            let done = cluster.local_read(&node, key, config.op_timeout).await;
+            let (kind, value, error) = match done {
+                Ok(value) => (OpType::Ok, value, None),
+                // The node did not answer in time: nothing was changed, but nothing was
+                // seen either, so the read counts for nothing.
+                Err(e) => (OpType::Fail, Value::Nil, Some(format!("{e:#}"))),
+            };
+            record(
+                process,
+                kind,
+                &local_read,
+                key,
+                value,
+                Some(node.clone()),
+                error,
+            );
+        }
+    }
+}
+
+/// Where a client outside the workers reaches each node: the nodes' own addresses (the
+/// faults are healed by now, so going around the fabric's proxies changes nothing).
+fn cluster_client_addrs(
+    cluster: &RefnodeCluster,
+    db: &Arc<dyn Db>,
+) -> Option<Vec<(String, std::net::SocketAddr)>> {
+    db.nodes()
+        .into_iter()
+        .map(|n| cluster.addr_of(&n).map(|a| (n, a)))
+        .collect()
+}
+
+/// The history restricted to what the register model can judge: reads, writes and cas on
+/// keys that saw nothing else (statement keys are left out), and the nemesis.
+fn register_calls(history: &History) -> anyhow::Result<History> {
+    let register_f = |f: &F| matches!(f, F::Read | F::Write | F::Cas);
+    let other_keys: BTreeSet<&Key> = history
+        .ops()
+        .iter()
+        .filter(|op| {
+            matches!(op.process, Process::Client(_))
+                && !register_f(&op.f)
+                && op.f.as_str() != "local-read"
+        })
+        .filter_map(|op| op.key.as_ref())
+        .collect();
+    let kept: Vec<histories::Op> = history
+        .ops()
+        .iter()
+        .filter(|op| match op.process {
+            Process::Nemesis => true,
+            Process::Client(_) => {
+                register_f(&op.f) && op.key.as_ref().is_none_or(|k| !other_keys.contains(k))
+            }
+        })
+        .cloned()
+        .collect();
+    History::from_ops(kept).map_err(|e| anyhow::anyhow!("{}", e.message))
 }

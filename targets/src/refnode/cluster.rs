@@ -409,6 +409,32 @@ impl RefnodeCluster {
             .map_err(|e| anyhow!("{node}: {e}"))
     }
 
+    /// What `node` holds of `key` in its own replica, whatever its role: a single-leader
+    /// node's local register (`nil` or the value), or a multi-leader / leaderless node's
+    /// versions (one value, or a list of siblings) or set (a list of elements). The harness's
+    /// final reads, which judge convergence.
+    pub async fn local_read(
+        &self,
+        node: &str,
+        key: i64,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        let request = RequestBody::LocalRead { key };
+        let ints = |v: Vec<i64>| Value::List(v.into_iter().map(Value::Int).collect());
+        match self.call(node, request, timeout).await? {
+            ReplyBody::ReadOk { value } => Ok(value.map_or(Value::Nil, Value::Int)),
+            ReplyBody::Versions { values, .. } => Ok(match values.as_slice() {
+                [] => Value::Nil,
+                [v] => Value::Int(*v),
+                _ => ints(values),
+            }),
+            ReplyBody::SetValue { elements, .. } => Ok(ints(elements)),
+            other => Err(anyhow!(
+                "{node}: unexpected answer to a local read: {other:?}"
+            )),
+        }
+    }
+
     /// Multi-leader and leaderless nodes: from now on `node` drops every message to and from
     /// `peers` (an empty list heals it). This partitions a loopback cluster without a
     /// network fabric.

@@ -58,7 +58,8 @@ pub enum RequestBody {
     },
     /// Reads this node's own replica of `key` (never a quorum, never hinted data): what the
     /// harness reads from every node at the end to judge convergence. Answers `versions`, or
-    /// `set-value` when the key holds a set.
+    /// `set-value` when the key holds a set; a single-leader node (which serves this one too)
+    /// answers `read-ok` with its register, whatever its role.
     LocalRead { key: i64 },
     /// Adds `element` to the set at `key` (an add-wins set with tombstones).
     SetAdd { key: i64, element: i64 },
@@ -490,14 +491,24 @@ pub enum PeerMessage {
     /// A node about to fail over asks each peer where its log ends.
     PositionRequest { round: u64 },
     /// Fenced failover: a candidate for leader of `epoch` asks for a vote, showing where its
-    /// log ends (Raft's RequestVote).
+    /// log ends (Raft's RequestVote). With `pre_vote` it only asks whether the peer *would*
+    /// vote, and neither side changes its epoch (Raft's PreVote, section 9.6 of Ongaro's
+    /// thesis): a node cut off by a partition cannot raise the epoch behind the back of a
+    /// working leader and depose it when the partition heals.
     VoteRequest {
         epoch: u64,
         last_epoch: u64,
         last_index: u64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pre_vote: bool,
     },
     /// The answer to `vote-request`; `epoch` is the voter's epoch after handling it.
-    VoteReply { epoch: u64, granted: bool },
+    VoteReply {
+        epoch: u64,
+        granted: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pre_vote: bool,
+    },
     /// The answer to `position-request` of the same `round`.
     PositionReply {
         round: u64,
@@ -960,10 +971,23 @@ mod tests {
                 epoch: 3,
                 last_epoch: 2,
                 last_index: 7,
+                pre_vote: false,
+            },
+            PeerMessage::VoteRequest {
+                epoch: 4,
+                last_epoch: 2,
+                last_index: 7,
+                pre_vote: true,
             },
             PeerMessage::VoteReply {
                 epoch: 3,
                 granted: true,
+                pre_vote: false,
+            },
+            PeerMessage::VoteReply {
+                epoch: 3,
+                granted: false,
+                pre_vote: true,
             },
             PeerMessage::PositionReply {
                 round: 1,

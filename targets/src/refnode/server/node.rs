@@ -311,6 +311,9 @@ pub struct Node {
     /// as a candidate.
     voted_for: Option<NodeId>,
     votes: BTreeSet<NodeId>,
+    /// Fenced failover: the peers that said they would vote for this node in the next
+    /// epoch, while it asks (`None` otherwise).
+    pre_votes: Option<BTreeSet<NodeId>>,
     /// When this node last accepted a message from a leader (or started): a fenced node
     /// grants no vote within the failover timeout of it.
     leader_contact_ms: u64,
@@ -368,6 +371,7 @@ impl Node {
             leader_match: 0,
             voted_for: None,
             votes: BTreeSet::new(),
+            pre_votes: None,
             leader_contact_ms: now_ms,
             failover_deadline_ms: now_ms,
             election: None,
@@ -478,6 +482,15 @@ impl Node {
                     min_index,
                     leader_only,
                 } => self.read(key, min_index, leader_only, now_ms),
+                // The harness's final read of this replica, whatever its role: no routing, no
+                // lease, no chain position, just what it holds.
+                RequestBody::LocalRead { key } => Ok(ReplyBody::ReadOk {
+                    value: if self.reads_committed() {
+                        self.regs.committed(key)
+                    } else {
+                        self.regs.head(key)
+                    },
+                }),
                 RequestBody::Status => {
                     let mut status = self.status();
                     status.wall_clock_ms = self.wall_clock_ms(now_ms);
@@ -700,15 +713,32 @@ impl Node {
                 epoch,
                 last_epoch,
                 last_index,
+                pre_vote,
             } => {
-                let granted =
-                    self.on_vote_request(from, epoch, (last_epoch, last_index), now_ms, &mut fx);
+                let candidate_last = (last_epoch, last_index);
+                let granted = if pre_vote {
+                    self.would_vote(from, epoch, candidate_last, now_ms, &mut fx)
+                } else {
+                    self.on_vote_request(from, epoch, candidate_last, now_ms, &mut fx)
+                };
                 fx.respond = Some(PeerMessage::VoteReply {
                     epoch: self.epoch,
                     granted,
+                    pre_vote,
                 });
             }
-            PeerMessage::VoteReply { epoch, granted } => {
+            PeerMessage::VoteReply {
+                epoch,
+                granted,
+                pre_vote: true,
+            } => {
+                self.on_pre_vote_reply(from, epoch, granted, now_ms, &mut fx);
+            }
+            PeerMessage::VoteReply {
+                epoch,
+                granted,
+                pre_vote: false,
+            } => {
                 self.on_vote_reply(from, epoch, granted, now_ms, &mut fx);
             }
             PeerMessage::PositionRequest { round } => {
@@ -834,7 +864,7 @@ impl Node {
         }
         if self.cfg.failover == Failover::Fenced {
             if now_ms >= self.failover_deadline_ms {
-                self.stand_for_election(now_ms, fx);
+                self.ask_pre_votes(now_ms, fx);
             }
             return;
         }
@@ -2081,6 +2111,7 @@ impl Node {
         self.leader = leader;
         self.role = Role::Follower;
         self.election = None;
+        self.pre_votes = None;
         self.arm_failover(now_ms);
         let leader_name = self.leader.as_deref().unwrap_or("unknown").to_string();
         if changed || was_leader {
@@ -2224,7 +2255,102 @@ impl Node {
 
     /// No leader heard (or no majority of votes) within the failover timeout: stand for the
     /// next epoch, voting for itself.
+    /// The first round of fenced failover: ask the peers whether they would vote for this
+    /// node in the next epoch, without raising it. Only when a majority would does the node
+    /// stand for election; a node that merely lost its own links keeps its epoch.
+    fn ask_pre_votes(&mut self, now_ms: u64, fx: &mut Effects) {
+        self.pre_votes = Some(BTreeSet::from([self.cfg.id.clone()]));
+        self.arm_failover(now_ms);
+        if self.majority() <= 1 {
+            self.stand_for_election(now_ms, fx);
+            return;
+        }
+        for peer in &self.cfg.peers {
+            fx.send.push((
+                peer.clone(),
+                PeerMessage::VoteRequest {
+                    epoch: self.epoch + 1,
+                    last_epoch: self.log.last_epoch(),
+                    last_index: self.log.last_index(),
+                    pre_vote: true,
+                },
+            ));
+        }
+    }
+
+    /// Whether this node would grant `from` a vote for `epoch`, changing nothing: the same
+    /// rules as [`Node::on_vote_request`] without adopting the epoch or recording a vote.
+    fn would_vote(
+        &mut self,
+        from: &str,
+        epoch: u64,
+        candidate_last: (u64, u64),
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> bool {
+        if self.cfg.failover != Failover::Fenced || epoch < self.epoch || self.joining {
+            return false;
+        }
+        let leader_alive = match self.role {
+            Role::Leader => self.lease_holds(now_ms),
+            Role::Follower => now_ms < self.leader_contact_ms + self.cfg.failover_timeout_ms,
+            Role::Candidate => false,
+        };
+        let mine = (self.log.last_epoch(), self.log.last_index());
+        let grant = !leader_alive && candidate_last >= mine;
+        if !grant {
+            fx.log.push(format!(
+                "pre-vote: would not vote for {from} in epoch {epoch}: {}",
+                if leader_alive {
+                    "a leader was heard within the failover timeout".to_string()
+                } else {
+                    format!(
+                        "its log (last epoch {}, last index {}) is behind this one (last epoch {}, last index {})",
+                        candidate_last.0, candidate_last.1, mine.0, mine.1
+                    )
+                }
+            ));
+        }
+        grant
+    }
+
+    fn on_pre_vote_reply(
+        &mut self,
+        from: &str,
+        epoch: u64,
+        granted: bool,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) {
+        if self.cfg.failover != Failover::Fenced || self.role == Role::Leader {
+            return;
+        }
+        // A voter past this node's epoch: catch up with it (this node has no leader anyway)
+        // and ask again at the next timeout.
+        if epoch > self.epoch {
+            self.adopt(
+                epoch,
+                None,
+                &format!("{from} is at epoch {epoch}"),
+                now_ms,
+                fx,
+            );
+            return;
+        }
+        if !granted {
+            return;
+        }
+        let Some(pre_votes) = self.pre_votes.as_mut() else {
+            return;
+        };
+        pre_votes.insert(from.to_string());
+        if pre_votes.len() >= self.majority() {
+            self.stand_for_election(now_ms, fx);
+        }
+    }
+
     fn stand_for_election(&mut self, now_ms: u64, fx: &mut Effects) {
+        self.pre_votes = None;
         let me = self.cfg.id.clone();
         self.epoch += 1;
         self.role = Role::Candidate;
@@ -2255,6 +2381,7 @@ impl Node {
                     epoch: self.epoch,
                     last_epoch: self.log.last_epoch(),
                     last_index: self.log.last_index(),
+                    pre_vote: false,
                 },
             ));
         }

@@ -967,6 +967,7 @@ fn a_fenced_vote_survives_a_restart_so_no_epoch_gets_two_votes_from_one_node() {
                 epoch,
                 last_epoch: 1,
                 last_index: 1,
+                pre_vote: false,
             },
             sim.now_ms,
         );
@@ -983,6 +984,7 @@ fn a_fenced_vote_survives_a_restart_so_no_epoch_gets_two_votes_from_one_node() {
             epoch,
             last_epoch: 1,
             last_index: 1,
+            pre_vote: false,
         },
         sim.now_ms,
     );
@@ -990,7 +992,8 @@ fn a_fenced_vote_survives_a_restart_so_no_epoch_gets_two_votes_from_one_node() {
         fx.respond,
         Some(PeerMessage::VoteReply {
             epoch,
-            granted: false
+            granted: false,
+            pre_vote: false
         })
     );
     assert!(
@@ -998,6 +1001,33 @@ fn a_fenced_vote_survives_a_restart_so_no_epoch_gets_two_votes_from_one_node() {
         "{:?}",
         fx.log
     );
+}
+
+/// Regression: a follower cut off by a partition used to raise its epoch at every failover
+/// timeout; when the partition healed, its higher epoch deposed the working leader and the
+/// cluster churned through elections it could not win (its log was behind) while it never
+/// caught up. With pre-votes it asks first, is refused, and keeps its epoch.
+#[test]
+fn a_follower_cut_off_by_a_partition_neither_raises_its_epoch_nor_deposes_the_leader() {
+    let mut sim = fenced(3, Replication::Async);
+    sim.run(100);
+    let epoch = sim.status("n1").epoch;
+    sim.isolate("n3");
+    for v in 1..=5 {
+        sim.write("n1", 1, v);
+        sim.run(600);
+    }
+    assert!(!sim.logged("n3", "standing for epoch"));
+    assert_eq!(
+        sim.status("n3").epoch,
+        epoch,
+        "no epoch raised behind the leader's back"
+    );
+    sim.heal();
+    sim.run(1_500);
+    assert_eq!(sim.leaders(), vec!["n1".to_string()]);
+    assert_eq!(sim.status("n1").epoch, epoch, "the leader was not deposed");
+    assert_eq!(sim.read("n3", 1), Some(5), "the cut-off follower caught up");
 }
 
 #[test]
@@ -1010,6 +1040,7 @@ fn a_fenced_follower_that_heard_the_leader_recently_grants_no_vote() {
             epoch: 9,
             last_epoch: 9,
             last_index: 99,
+            pre_vote: false,
         },
         sim.now_ms,
     );
@@ -1390,6 +1421,7 @@ fn a_joining_fenced_node_neither_stands_nor_votes_until_it_hears_a_leader() {
             epoch: 5,
             last_epoch: 1,
             last_index: 1,
+            pre_vote: false,
         },
         sim.now_ms,
     );
