@@ -45,6 +45,9 @@ enum Command {
     Campaign(crate::campaign::CampaignArgs),
     /// Serve a small web UI on loopback listing the stored runs and their reports.
     Serve(crate::serve::ServeArgs),
+    /// Measure which isolation anomalies a real database allows at each isolation level
+    /// (Hermitage's tests; PostgreSQL).
+    Hermitage(crate::hermitage::HermitageArgs),
 }
 
 #[derive(Debug, Args)]
@@ -302,6 +305,7 @@ pub fn main() -> i32 {
         Command::Clean(args) => crate::clean::command(&args.store),
         Command::Campaign(args) => crate::campaign::command(args),
         Command::Serve(args) => crate::serve::command(args),
+        Command::Hermitage(args) => crate::hermitage::command(args),
     }
 }
 

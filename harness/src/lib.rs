@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cycle_graphs;
 pub mod fabric;
 pub mod generator;
+pub mod hermitage;
 pub mod junit;
 pub mod ledger;
 pub mod matrix;

@@ -61,7 +61,8 @@ impl Isolation {
         }
     }
 
-    fn sql(self) -> &'static str {
+    /// The level as SQL spells it, for `BEGIN ISOLATION LEVEL ...`.
+    pub fn sql(self) -> &'static str {
         match self {
             Isolation::ReadCommitted => "READ COMMITTED",
             Isolation::RepeatableRead => "REPEATABLE READ",
