@@ -4,20 +4,12 @@
 
 mod common;
 
-use common::{describe, processes_mentioning, run_splitbrain};
+use common::timed_run;
 use serde_json::Value;
 
-/// The runs of this file take turns: each is a three-node cluster under a timed workload,
-/// and two at once on a small machine would measure the machine rather than the design.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Runs the session workload with `extra` flags and returns (exit code, results.json).
+/// Runs the session workload with `extra` flags; returns (exit code, results.json).
 fn session_run(extra: &[&str]) -> (Option<i32>, Value) {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let store = tempfile::tempdir().unwrap();
-    let store_arg = store.path().to_str().unwrap().to_string();
     let mut args = vec![
-        "run",
         "--workload",
         "session",
         "--nodes",
@@ -27,30 +19,14 @@ fn session_run(extra: &[&str]) -> (Option<i32>, Value) {
         "--rate",
         "300",
         "--time-limit",
-        "10",
+        "12",
         "--nemesis-interval",
-        "2.5",
+        "4",
         "--seed",
         "1",
-        "--store",
-        &store_arg,
-        "--quiet",
     ];
     args.extend_from_slice(extra);
-    let out = run_splitbrain(&args);
-    let latest = std::fs::read_dir(store.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("latest/results.json").is_file())
-        .unwrap_or_else(|| panic!("no results.json: {}", describe(&out)));
-    let text = std::fs::read_to_string(latest.join("latest/results.json")).unwrap();
-    let results: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(
-        processes_mentioning(store.path()),
-        vec![],
-        "refnode processes left behind"
-    );
-    (out.status.code(), results)
+    timed_run(&args)
 }
 
 fn valid(results: &Value, checker: &str) -> Value {

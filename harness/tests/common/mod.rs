@@ -80,3 +80,30 @@ pub fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Timed runs take turns within a test binary: each is a three-node cluster under a timed
+/// workload, and two at once on a small machine would measure the machine, not the design.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `splitbrain run ARGS --store <fresh dir>`, one at a time: returns the exit code and the
+/// run's results.json, after asserting that nothing the run started is still running.
+pub fn timed_run(args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let store = tempfile::tempdir().unwrap();
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--store", store.path().to_str().unwrap(), "--quiet"]);
+    let out = run_splitbrain(&all);
+    let run = std::fs::read_dir(store.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("latest/results.json").is_file())
+        .unwrap_or_else(|| panic!("no results.json: {}", describe(&out)));
+    let text = std::fs::read_to_string(run.join("latest/results.json")).unwrap();
+    assert_eq!(
+        processes_mentioning(store.path()),
+        vec![],
+        "processes left behind"
+    );
+    (out.status.code(), serde_json::from_str(&text).unwrap())
+}
