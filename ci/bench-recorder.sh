@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The recording benchmark: ops/s recorded against an in-process no-op target at concurrency
-# 1, 10 and 100, the cost of recording against the same loop without it (median of 5 runs of
-# 2 s each), and a 10M-op history written with bounded memory. About two minutes.
-# Pass --quick for a 20-second version.
+# The recording benchmark: the client loop against an in-process no-op target (concurrency 1,
+# 10, 100) and against an in-process echo server over loopback TCP (concurrency 1, 10), each
+# with and without recording (7 interleaved pairs of 1.5 s runs per cell, medians). Prints the
+# CPU recording adds per op (and the writer thread's share), the throughput lost against the
+# bare loop, and the throughput lost against a real loopback round trip; then writes a 10M-op
+# history with bounded memory. About three minutes. Pass --quick for a 30-second version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo bench -p harness --bench recorder -- "$@"

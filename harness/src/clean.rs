@@ -148,7 +148,7 @@ pub fn clean_run(run_dir: &Path, out: &mut Cleaned) {
                 Resource::TempDir { path } if std::fs::remove_dir_all(path).is_ok() => {
                     out.temp_dirs.push(path.clone());
                 }
-                // Namespaces, links and rules are named by their slot and go with it.
+                // Namespaces, links, rules and qdiscs are named by their slot and go with it.
                 _ => {}
             }
         }

@@ -9,6 +9,7 @@ use targets::ReadRouting;
 use tokio::sync::watch;
 
 use crate::check::{CheckConfig, CheckerKind};
+use crate::fabric::grudge::Shape;
 use crate::nemesis::NemesisSpec;
 use crate::run::{Replication, RunConfig, Workload};
 
@@ -22,7 +23,10 @@ pub mod exit {
 }
 
 #[derive(Debug, Parser)]
+// A flag given twice takes its last value, so scripts can pass overrides after their defaults
+// (`ci/demo.sh --time-limit 30`).
 #[command(
+    args_override_self = true,
     name = "splitbrain",
     version,
     about = "Fault injection and consistency checking for replicated systems"
@@ -35,7 +39,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start a cluster, run a workload under faults, and check the history.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a recorded history file.
     Check(CheckArgs),
     /// Remove what runs whose controller died left behind: node processes, network
@@ -74,12 +78,22 @@ struct RunArgs {
     #[arg(long, default_value = "register")]
     workload: Workload,
     /// Faults: none, or a comma list of kill, pause, partition, clock, member (or wipe), loss,
-    /// delay.
+    /// delay, bandwidth.
     #[arg(long, default_value = "none")]
     nemesis: NemesisSpec,
-    /// Seconds between the starts of two faults; each lasts half of it.
+    /// Seconds between the starts of two faults; each lasts half of it. With
+    /// --nemesis-schedule random, the mean time between the starts.
     #[arg(long, default_value_t = 4.0, value_parser = positive_seconds)]
     nemesis_interval: f64,
+    /// How faults follow each other: interval (a gap and a fault of half an interval each,
+    /// one kind drawn at random each time) or random (kinds, durations and the gaps before
+    /// them drawn from the seed, each duration and gap between a tenth and nine tenths of the
+    /// interval).
+    #[arg(long, default_value = "interval")]
+    nemesis_schedule: crate::nemesis::Schedule,
+    /// Seconds at the start of the run before the fault schedule begins: no fault in them.
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative_seconds)]
+    quiet_period: f64,
     /// Number of concurrent clients.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
     concurrency: u16,
@@ -113,9 +127,16 @@ struct RunArgs {
     #[arg(long, default_value = "auto")]
     net: crate::fabric::NetMode,
     /// Shapes the partition fault picks from: a comma list of halves, random-halves, one,
-    /// majorities-ring, bridge, primaries.
-    #[arg(long, default_value = "halves,random-halves,one,majorities-ring,bridge,primaries", value_parser = crate::nemesis::parse_shapes)]
-    partition_shapes: std::vec::Vec<crate::fabric::grudge::Shape>,
+    /// majorities-ring, bridge, primaries (these six are the default), minority (a random
+    /// minority cut off), majority (a random smallest majority cut off), grudge (the cut
+    /// --grudge spells out; the default when --grudge is given).
+    #[arg(long, value_parser = crate::nemesis::parse_shapes)]
+    partition_shapes: Option<std::vec::Vec<crate::fabric::grudge::Shape>>,
+    /// The cut of the grudge partition shape: components of nodes that cannot talk to each
+    /// other, like "n1,n2|n3" (nodes not named keep talking to everyone), or one-way cuts like
+    /// "n1>n2" (what n1 sends, n2 drops); several clauses separated by ";" add up.
+    #[arg(long, value_name = "SPEC")]
+    grudge: Option<crate::fabric::grudge::GrudgeSpec>,
     /// Share of packets the loss fault drops, in percent.
     #[arg(long, default_value_t = 20.0, value_parser = percent)]
     loss_percent: f64,
@@ -125,6 +146,9 @@ struct RunArgs {
     /// Random variation of the delay, +/- milliseconds.
     #[arg(long, default_value_t = 50)]
     jitter_ms: u64,
+    /// What the bandwidth fault leaves to and from its nodes, in kilobits per second each way.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    bandwidth_kbit: u64,
     /// No live progress line (it is only drawn when stderr is a terminal anyway).
     #[arg(long)]
     quiet: bool,
@@ -177,13 +201,6 @@ fn on_off(s: &str) -> Result<bool, String> {
         "on" | "true" => Ok(true),
         "off" | "false" => Ok(false),
         _ => Err(format!("expected on or off, found {s:?}")),
-    }
-}
-
-fn non_negative_seconds(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(format!("expected a number of seconds >= 0, found {s:?}")),
     }
 }
 
@@ -265,6 +282,19 @@ fn byte_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("expected a positive size below 16E, found {s:?}"))
 }
 
+fn non_negative_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("expected a number, found {s:?}"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "expected a number of seconds, 0 or more, found {s}"
+        ))
+    }
+}
+
 fn positive_seconds(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
@@ -300,7 +330,7 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
-        Command::Run(args) => run_command(args),
+        Command::Run(args) => run_command(*args),
         Command::Check(args) => check_command(args),
         Command::Clean(args) => crate::clean::command(&args.store),
         Command::Campaign(args) => crate::campaign::command(args),
@@ -327,6 +357,22 @@ fn run_command(args: RunArgs) -> i32 {
         }
     };
     let seed = args.seed.unwrap_or_else(random_seed);
+    // Giving a grudge means partitioning by it, unless the shapes say otherwise.
+    let partition_shapes = match args.partition_shapes {
+        Some(shapes) => shapes,
+        None if args.grudge.is_some() => vec![Shape::Grudge],
+        None => Shape::ALL.to_vec(),
+    };
+    let node_names: Vec<String> = (1..=args.nodes).map(|i| format!("n{i}")).collect();
+    if let Err(e) = crate::nemesis::check_grudge(
+        &args.nemesis,
+        &partition_shapes,
+        args.grudge.as_ref(),
+        &node_names,
+    ) {
+        eprintln!("splitbrain: {e}");
+        return exit::BAD_INPUT;
+    }
     let config = RunConfig {
         nodes: usize::from(args.nodes),
         replication: args.replication,
@@ -334,6 +380,8 @@ fn run_command(args: RunArgs) -> i32 {
         workload: args.workload,
         nemesis: args.nemesis,
         nemesis_interval: Duration::from_secs_f64(args.nemesis_interval),
+        nemesis_schedule: args.nemesis_schedule,
+        quiet_period: Duration::from_secs_f64(args.quiet_period),
         concurrency: usize::from(args.concurrency),
         time_limit: Duration::from_secs_f64(args.time_limit),
         rate: args.rate,
@@ -344,10 +392,12 @@ fn run_command(args: RunArgs) -> i32 {
         refnode_bin,
         check_time_limit: Duration::from_secs_f64(args.check_time_limit),
         net: args.net,
-        partition_shapes: args.partition_shapes,
+        partition_shapes,
+        grudge: args.grudge,
         loss_percent: args.loss_percent,
         delay_ms: args.delay_ms,
         jitter_ms: args.jitter_ms,
+        bandwidth_kbit: args.bandwidth_kbit,
         progress: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         log: args.log,
         checkers: args.checkers,

@@ -1,5 +1,5 @@
 //! The run's ledger: everything a run creates outside its own memory (network namespaces,
-//! links, filter tables, claimed subnets, temporary directories) is written to
+//! links, filter tables, queueing disciplines, claimed subnets, temporary directories) is written to
 //! `<run>/resources.jsonl` and flushed to disk *before* it is created, so that
 //! `splitbrain clean` can remove what a controller killed with SIGKILL left behind. Node
 //! processes are in `<run>/pids` (written by the cluster as it starts them) and are also
@@ -30,6 +30,10 @@ pub enum Resource {
     Link { name: String },
     /// A packet-filter table or chain inside a namespace.
     Rules { netns: String, table: String },
+    /// A root queueing discipline (the bandwidth fault's `tbf`) on interface `dev`, inside
+    /// `netns` or, without one, in the root namespace. It goes with its interface, so
+    /// removing the slot's namespaces and links removes it.
+    Qdisc { netns: Option<String>, dev: String },
     /// A directory the run created outside its store directory.
     TempDir { path: PathBuf },
     /// Everything above was removed by the run itself.

@@ -1,10 +1,15 @@
 //! The nemesis: a seeded schedule of faults against the cluster and its network. Each fault
 //! is recorded in the history as `nemesis` operations: an invoke/info pair when it starts
 //! (`kill`, `pause`, `start-partition`, `bump-clock` / `strobe-clock`, `start-loss`,
-//! `start-delay`, `wipe`) and another when it heals (`start`, `resume`, `stop-partition`,
-//! `reset-clock`, `stop-loss`, `stop-delay`; a wipe heals itself by rejoining). One fault is
-//! active at a time; everything is healed before the run's final recovery window, and network
-//! faults are guards that heal on drop even when the controller unwinds.
+//! `start-delay`, `start-bandwidth`, `wipe`) and another when it heals (`start`, `resume`,
+//! `stop-partition`, `reset-clock`, `stop-loss`, `stop-delay`, `stop-bandwidth`; a wipe heals
+//! itself by rejoining). One fault is active at a time; everything is healed before the run's
+//! final recovery window, and network faults are guards that heal on drop even when the
+//! controller unwinds.
+//!
+//! Two schedules ([`Schedule`]): `interval` alternates a gap and a fault of half an interval
+//! each; `random` draws each fault's kind, its duration and the gap before it from the seed
+//! ([`RandomSchedule`]). Both start after the quiet period.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -19,7 +24,7 @@ use targets::Db;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::fabric::grudge::{self, Shape};
+use crate::fabric::grudge::{self, GrudgeSpec, Shape};
 use crate::fabric::{Fabric, NetFault, NetNeeds};
 use crate::recorder::{Event, Recorder};
 
@@ -40,10 +45,12 @@ pub enum FaultKind {
     Loss,
     /// Delay the traffic to and from some nodes (the proxy fabric).
     Delay,
+    /// Limit the bandwidth to and from some nodes.
+    Bandwidth,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Partition,
@@ -51,6 +58,7 @@ impl FaultKind {
         FaultKind::Member,
         FaultKind::Loss,
         FaultKind::Delay,
+        FaultKind::Bandwidth,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,13 +70,14 @@ impl FaultKind {
             FaultKind::Member => "member",
             FaultKind::Loss => "loss",
             FaultKind::Delay => "delay",
+            FaultKind::Bandwidth => "bandwidth",
         }
     }
 }
 
 /// The nemesis operation names that start a fault, and the ones that end one. A `wipe`
 /// both starts and ends its fault (its completion is the rejoin).
-pub const START_FS: [&str; 8] = [
+pub const START_FS: [&str; 9] = [
     "kill",
     "pause",
     "start-partition",
@@ -76,18 +85,21 @@ pub const START_FS: [&str; 8] = [
     "strobe-clock",
     "start-loss",
     "start-delay",
+    "start-bandwidth",
     "wipe",
 ];
-pub const HEAL_FS: [&str; 6] = [
+pub const HEAL_FS: [&str; 7] = [
     "start",
     "resume",
     "stop-partition",
     "reset-clock",
     "stop-loss",
     "stop-delay",
+    "stop-bandwidth",
 ];
 
-const NEMESIS_LIST: &str = "kill, pause, partition, clock, member (or wipe), loss, delay";
+const NEMESIS_LIST: &str =
+    "kill, pause, partition, clock, member (or wipe), loss, delay, bandwidth";
 
 /// The `--nemesis` flag: `none` or a comma list of fault kinds.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -111,6 +123,7 @@ impl FromStr for NemesisSpec {
                 "member" | "wipe" => FaultKind::Member,
                 "loss" => FaultKind::Loss,
                 "delay" => FaultKind::Delay,
+                "bandwidth" => FaultKind::Bandwidth,
                 other => {
                     return Err(format!(
                         "unknown fault {other:?}; expected none or a comma list of {NEMESIS_LIST}"
@@ -153,6 +166,7 @@ impl NemesisSpec {
             partition: self.faults.contains(&FaultKind::Partition),
             loss: self.faults.contains(&FaultKind::Loss),
             delay: self.faults.contains(&FaultKind::Delay),
+            bandwidth: self.faults.contains(&FaultKind::Bandwidth),
         }
     }
 
@@ -172,7 +186,7 @@ impl NemesisSpec {
                     db.primary().is_some() || shapes.iter().any(|s| *s != Shape::Primaries),
                     "name its primaries for --partition-shapes primaries (Primary)",
                 ),
-                FaultKind::Loss | FaultKind::Delay => (true, ""),
+                FaultKind::Loss | FaultKind::Delay | FaultKind::Bandwidth => (true, ""),
             };
             if !has {
                 return Err(format!(
@@ -200,14 +214,125 @@ pub fn parse_shapes(s: &str) -> Result<Vec<Shape>, String> {
     Ok(out)
 }
 
+/// Checks, in one line, that `--grudge` and the `grudge` partition shape come together
+/// with the partition fault, and that the grudge names only nodes of the cluster.
+pub fn check_grudge(
+    spec: &NemesisSpec,
+    shapes: &[Shape],
+    grudge: Option<&GrudgeSpec>,
+    nodes: &[String],
+) -> Result<(), String> {
+    let shaped = shapes.contains(&Shape::Grudge);
+    match grudge {
+        None if shaped => {
+            Err("--partition-shapes grudge needs --grudge SPEC, e.g. --grudge \"n1,n2|n3\"".into())
+        }
+        None => Ok(()),
+        Some(g) if !shaped => Err(format!(
+            "--grudge {:?} is only used by the grudge partition shape; add grudge to --partition-shapes",
+            g.as_str()
+        )),
+        Some(g) if !spec.faults.contains(&FaultKind::Partition) => Err(format!(
+            "--grudge {:?} needs --nemesis partition",
+            g.as_str()
+        )),
+        Some(g) => g.grudge(nodes).map(|_| ()),
+    }
+}
+
+/// The `--nemesis-schedule` flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Schedule {
+    /// A gap of half an interval, then a fault of half an interval, and again.
+    #[default]
+    Interval,
+    /// Faults drawn from the listed ones, with durations and gaps drawn from the seed.
+    Random,
+}
+
+impl Schedule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Schedule::Interval => "interval",
+            Schedule::Random => "random",
+        }
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Schedule, String> {
+        match s {
+            "interval" => Ok(Schedule::Interval),
+            "random" => Ok(Schedule::Random),
+            other => Err(format!(
+                "unknown nemesis schedule {other:?}; expected interval or random"
+            )),
+        }
+    }
+}
+
+/// One fault of the random schedule: `gap` after the previous fault healed (or after the
+/// quiet period), `kind` starts, and heals `duration` later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planned {
+    pub gap: Duration,
+    pub kind: FaultKind,
+    pub duration: Duration,
+}
+
+/// The random schedule: an endless, seeded stream of [`Planned`] faults. Kinds are drawn
+/// evenly from the listed faults; gaps and durations each evenly from a tenth to nine tenths
+/// of the interval, so that on average a fault starts every interval, as in the interval
+/// schedule, but no two runs of different seeds keep the same rhythm. It has its own random
+/// stream, apart from the one that picks each fault's nodes and shape, so the plan alone is
+/// a function of the seed (which the run loop's timing cannot disturb).
+#[derive(Debug)]
+pub struct RandomSchedule {
+    rng: ChaCha8Rng,
+    faults: Vec<FaultKind>,
+    interval: Duration,
+}
+
+impl RandomSchedule {
+    pub fn new(config: &NemesisConfig) -> RandomSchedule {
+        RandomSchedule {
+            rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x7363_6865_6475_6c65),
+            faults: config.spec.faults.clone(),
+            interval: config.interval,
+        }
+    }
+
+    /// The next fault, or `None` when no fault is listed.
+    pub fn next_fault(&mut self) -> Option<Planned> {
+        let kind = *self.faults.choose(&mut self.rng)?;
+        let interval_s = self.interval.as_secs_f64();
+        let gap = Duration::from_secs_f64(self.rng.random_range(0.1..=0.9) * interval_s);
+        let duration = Duration::from_secs_f64(self.rng.random_range(0.1..=0.9) * interval_s);
+        Some(Planned {
+            gap,
+            kind,
+            duration,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NemesisConfig {
     pub spec: NemesisSpec,
-    /// Time between the starts of two faults; each fault lasts half of it.
+    /// Time between the starts of two faults; each fault lasts half of it. With the random
+    /// schedule, the mean time between the starts.
     pub interval: Duration,
     pub seed: u64,
+    pub schedule: Schedule,
+    /// The schedule begins this long after the nemesis starts (with the run).
+    pub quiet_period: Duration,
     /// Shapes a partition picks from.
     pub shapes: Vec<Shape>,
+    /// The cut of the `grudge` shape.
+    pub grudge: Option<GrudgeSpec>,
+    /// What the bandwidth fault leaves each way, in kilobits per second.
+    pub bandwidth_kbit: u64,
     /// Share of packets the loss fault drops, in percent.
     pub loss_percent: f64,
     /// What the delay fault adds to each direction: `delay_ms ± jitter_ms`.
@@ -223,7 +348,11 @@ impl NemesisConfig {
             spec,
             interval,
             seed,
+            schedule: Schedule::Interval,
+            quiet_period: Duration::ZERO,
             shapes: Shape::ALL.to_vec(),
+            grudge: None,
+            bandwidth_kbit: 1000,
             loss_percent: 20.0,
             delay_ms: 100,
             jitter_ms: 50,
@@ -246,7 +375,9 @@ pub async fn run(
         return 0;
     }
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x006e_656d_6573_6973);
+    let mut random = RandomSchedule::new(config);
     let half = config.interval / 2;
+    let mut quiet = config.quiet_period;
     let mut injected = 0;
     let nodes = db.nodes();
     let mut ctx = Ctx {
@@ -256,15 +387,27 @@ pub async fn run(
         config,
         nodes,
     };
+    // Bounded by `faults_end`: every pass sleeps a gap of at least a tenth of an interval.
     loop {
-        if !sleep_until(Instant::now() + half, faults_end, &mut stop).await {
+        let (gap, planned_kind, duration) = match config.schedule {
+            Schedule::Interval => (half, None, half),
+            Schedule::Random => match random.next_fault() {
+                Some(p) => (p.gap, Some(p.kind), p.duration),
+                None => break,
+            },
+        };
+        let gap = gap + std::mem::take(&mut quiet);
+        if !sleep_until(Instant::now() + gap, faults_end, &mut stop).await {
             break;
         }
-        let kind = config.spec.faults[rng.random_range(0..config.spec.faults.len())];
+        // The interval schedule draws its kind here, from the stream that also picks the
+        // fault's nodes, as it always has: a seed repeats the schedules recorded before.
+        let kind = planned_kind
+            .unwrap_or_else(|| config.spec.faults[rng.random_range(0..config.spec.faults.len())]);
         let active = ctx.start(kind, &mut rng).await;
         injected += 1;
-        // The fault lasts half an interval, or until the end of the fault phase.
-        let _ = sleep_until(Instant::now() + half, faults_end, &mut stop).await;
+        // The fault lasts its duration, or until the end of the fault phase.
+        let _ = sleep_until(Instant::now() + duration, faults_end, &mut stop).await;
         ctx.heal(active).await;
     }
     injected
@@ -278,6 +421,7 @@ enum Active {
     Partition(Option<NetFault>),
     Loss(Option<NetFault>),
     Delay(Option<NetFault>),
+    Bandwidth(Option<NetFault>),
     Clock {
         node: String,
         strobe: Option<StrobeTask>,
@@ -410,14 +554,22 @@ impl Ctx<'_> {
                     (Shape::Primaries, Some(p)) => p.primaries().await,
                     _ => Vec::new(),
                 };
-                let g = grudge::grudge(shape, &self.nodes, &primaries, rng);
+                let g = match (shape, &self.config.grudge) {
+                    (Shape::Grudge, Some(spec)) => spec.grudge(&self.nodes),
+                    (Shape::Grudge, None) => Err("the grudge shape needs --grudge".to_string()),
+                    _ => Ok(grudge::grudge(shape, &self.nodes, &primaries, rng)),
+                };
+                let cut = match &g {
+                    Ok(g) => grudge::describe(g, &self.nodes),
+                    Err(_) => grudge::describe(&grudge::Grudge::new(), &self.nodes),
+                };
                 let value = map([
                     ("shape", Value::Str(shape.as_str().into())),
-                    ("cut", Value::Str(grudge::describe(&g, &self.nodes))),
+                    ("cut", Value::Str(cut)),
                 ]);
                 let fault = self
                     .step("start-partition", value, None, async {
-                        self.fabric.partition(&g)
+                        self.fabric.partition(&g.map_err(anyhow::Error::msg)?)
                     })
                     .await;
                 Active::Partition(fault)
@@ -450,6 +602,20 @@ impl Ctx<'_> {
                     })
                     .await;
                 Active::Delay(fault)
+            }
+            FaultKind::Bandwidth => {
+                let targets = self.pick_targets(rng);
+                let kbit = self.config.bandwidth_kbit;
+                let value = map([
+                    ("nodes", list(&targets)),
+                    ("kbit", Value::Int(i64::try_from(kbit).unwrap_or(i64::MAX))),
+                ]);
+                let fault = self
+                    .step("start-bandwidth", value, None, async {
+                        self.fabric.bandwidth(&targets, kbit)
+                    })
+                    .await;
+                Active::Bandwidth(fault)
             }
             FaultKind::Clock => {
                 let node = self.pick_node(rng).await;
@@ -528,6 +694,7 @@ impl Ctx<'_> {
             Active::Partition(fault) => self.heal_net("stop-partition", fault).await,
             Active::Loss(fault) => self.heal_net("stop-loss", fault).await,
             Active::Delay(fault) => self.heal_net("stop-delay", fault).await,
+            Active::Bandwidth(fault) => self.heal_net("stop-bandwidth", fault).await,
             Active::Clock { node, strobe } => {
                 drop(strobe);
                 let action = async {
@@ -604,6 +771,8 @@ async fn sleep_until(t: Instant, end: Instant, stop: &mut watch::Receiver<bool>)
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]
@@ -617,7 +786,7 @@ mod tests {
             "kill,pause".parse::<NemesisSpec>().unwrap().name(),
             "kill+pause"
         );
-        let all = "kill,pause,partition,clock,member,wipe,loss,delay"
+        let all = "kill,pause,partition,clock,member,wipe,loss,delay,bandwidth"
             .parse::<NemesisSpec>()
             .unwrap();
         assert_eq!(all.faults, FaultKind::ALL.to_vec(), "wipe is member");
@@ -626,7 +795,8 @@ mod tests {
             NetNeeds {
                 partition: true,
                 loss: true,
-                delay: true
+                delay: true,
+                bandwidth: true,
             }
         );
         let err = "kill,explode".parse::<NemesisSpec>().unwrap_err();
@@ -639,6 +809,83 @@ mod tests {
             vec![Shape::Halves, Shape::One]
         );
         assert!(parse_shapes("halves,zigzag").is_err());
+        assert_eq!(
+            parse_shapes("minority,majority,grudge").unwrap(),
+            vec![Shape::Minority, Shape::Majority, Shape::Grudge]
+        );
+        assert_eq!("random".parse::<Schedule>(), Ok(Schedule::Random));
+        assert!(
+            "bursty"
+                .parse::<Schedule>()
+                .unwrap_err()
+                .contains("interval")
+        );
+    }
+
+    #[test]
+    fn grudge_flags_must_come_together_and_name_cluster_nodes() {
+        let nodes: Vec<String> = ["n1", "n2", "n3"].map(String::from).to_vec();
+        let partition: NemesisSpec = "partition".parse().unwrap();
+        let spec: GrudgeSpec = "n1,n2|n3".parse().unwrap();
+        let grudge = [Shape::Grudge];
+        assert_eq!(
+            check_grudge(&partition, &grudge, Some(&spec), &nodes),
+            Ok(())
+        );
+        assert_eq!(check_grudge(&partition, &Shape::ALL, None, &nodes), Ok(()));
+        for (nemesis, shapes, g, needle) in [
+            ("partition", &grudge[..], None, "needs --grudge"),
+            ("partition", &Shape::ALL[..], Some(&spec), "add grudge"),
+            ("kill", &grudge[..], Some(&spec), "--nemesis partition"),
+        ] {
+            let err = check_grudge(&nemesis.parse().unwrap(), shapes, g, &nodes).unwrap_err();
+            assert!(err.contains(needle), "{err}");
+        }
+        let stranger: GrudgeSpec = "n1|n7".parse().unwrap();
+        let err = check_grudge(&partition, &grudge, Some(&stranger), &nodes).unwrap_err();
+        assert!(err.contains("no node n7"), "{err}");
+    }
+
+    fn plan(config: &NemesisConfig, n: usize) -> Vec<Planned> {
+        let mut schedule = RandomSchedule::new(config);
+        (0..n).map(|_| schedule.next_fault().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_random_schedule_is_a_function_of_the_seed() {
+        let spec: NemesisSpec = "kill,partition,bandwidth".parse().unwrap();
+        let interval = Duration::from_secs(2);
+        let config = NemesisConfig::new(spec.clone(), interval, 7);
+        let first = plan(&config, 200);
+        assert_eq!(first, plan(&config, 200), "same seed, same schedule");
+        let other = plan(&NemesisConfig::new(spec.clone(), interval, 8), 200);
+        assert_ne!(first, other, "another seed, another schedule");
+        for p in &first {
+            assert!(spec.faults.contains(&p.kind));
+            for d in [p.gap, p.duration] {
+                assert!(d >= interval / 10 && d <= interval * 9 / 10, "{p:?}");
+            }
+        }
+        for kind in &spec.faults {
+            assert!(
+                first.iter().any(|p| p.kind == *kind),
+                "{kind:?} never drawn"
+            );
+        }
+        let durations: BTreeSet<Duration> = first.iter().map(|p| p.duration).collect();
+        assert!(durations.len() > 100, "durations vary");
+        // On average a fault starts every interval, as with the interval schedule.
+        let mean_period_s = first
+            .iter()
+            .map(|p| (p.gap + p.duration).as_secs_f64())
+            .sum::<f64>()
+            / first.len() as f64;
+        assert!((mean_period_s - 2.0).abs() < 0.2, "{mean_period_s}");
+        assert!(
+            RandomSchedule::new(&NemesisConfig::new(NemesisSpec::default(), interval, 7))
+                .next_fault()
+                .is_none()
+        );
     }
 
     /// A target with no optional capability at all.
@@ -677,5 +924,137 @@ mod tests {
             .check_capabilities(&Bare, &[Shape::Primaries])
             .unwrap_err();
         assert!(err.contains("(Primary)"), "{err}");
+    }
+
+    /// A target whose faults do nothing, so that a whole schedule runs in paused time.
+    struct Inert;
+
+    #[async_trait::async_trait]
+    impl Db for Inert {
+        fn nodes(&self) -> Vec<String> {
+            ["n1", "n2", "n3"].map(String::from).to_vec()
+        }
+        async fn start(&self, _: Duration) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn teardown(&self) {}
+        fn client(&self, _: u64) -> Box<dyn targets::Client> {
+            unreachable!("no clients in this test")
+        }
+        fn kill(&self) -> Option<&dyn targets::Kill> {
+            Some(self)
+        }
+        fn pause(&self) -> Option<&dyn targets::Pause> {
+            Some(self)
+        }
+        fn primary(&self) -> Option<&dyn targets::Primary> {
+            Some(self)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl targets::Kill for Inert {
+        async fn kill(&self, _: &str) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn restart(&self, _: &str) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl targets::Pause for Inert {
+        async fn pause(&self, _: &str) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn resume(&self, _: &str) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl targets::Primary for Inert {
+        async fn primaries(&self) -> Vec<String> {
+            vec!["n2".into()]
+        }
+    }
+
+    /// Runs a schedule for `phase` (of paused time) against [`Inert`] behind the proxy and
+    /// returns what it recorded, without indexes and times, and how many faults it injected.
+    async fn schedule_ops(
+        schedule: Schedule,
+        seed: u64,
+        quiet_period: Duration,
+        phase: Duration,
+    ) -> (Vec<(F, OpType, Value, Option<String>)>, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Arc::new(crate::ledger::Ledger::create(dir.path()).unwrap());
+        let spec: NemesisSpec = "kill,pause,partition,loss,bandwidth".parse().unwrap();
+        let fabric = Fabric::build(
+            crate::fabric::NetMode::Proxy,
+            spec.net_needs(),
+            &Inert.nodes(),
+            ledger,
+            dir.path(),
+            seed,
+        )
+        .await
+        .unwrap();
+        let path = dir.path().join("history.jsonl");
+        let (recorder, writer) = Recorder::create(&path, std::time::Instant::now()).unwrap();
+        let config = NemesisConfig {
+            schedule,
+            quiet_period,
+            shapes: Shape::NAMED.to_vec(),
+            grudge: Some("n1>n3;n2|n3".parse().unwrap()),
+            ..NemesisConfig::new(spec, Duration::from_secs(2), seed)
+        };
+        let (_stop_tx, stop) = watch::channel(false);
+        let end = Instant::now() + phase;
+        let injected = run(Arc::new(Inert), &fabric, &recorder, &config, end, stop).await;
+        drop(recorder);
+        writer.finish().unwrap();
+        let ops = histories::jsonl::read_file(&path)
+            .unwrap()
+            .history
+            .ops()
+            .iter()
+            .map(|op| (op.f.clone(), op.kind, op.value.clone(), op.error.clone()))
+            .collect();
+        (ops, injected)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_seed_repeats_every_fault_of_both_schedules() {
+        let minute = Duration::from_secs(60);
+        for schedule in [Schedule::Interval, Schedule::Random] {
+            let (first, injected) = schedule_ops(schedule, 3, Duration::ZERO, minute).await;
+            assert!(
+                injected >= 20,
+                "{schedule:?}: {injected} faults in a minute"
+            );
+            assert_eq!(
+                first.len(),
+                4 * injected,
+                "an invoke and an info per start and heal"
+            );
+            assert!(
+                first.iter().all(|(_, _, _, error)| error.is_none()),
+                "{schedule:?}: {first:#?}"
+            );
+            let again = schedule_ops(schedule, 3, Duration::ZERO, minute).await.0;
+            assert_eq!(first, again, "{schedule:?}: same seed, same faults");
+            let other = schedule_ops(schedule, 4, Duration::ZERO, minute).await.0;
+            assert_ne!(first, other, "{schedule:?}: another seed, other faults");
+            for f in ["start-bandwidth", "start-partition", "kill"] {
+                assert!(
+                    first.iter().any(|(op_f, ..)| op_f.as_str() == f),
+                    "{schedule:?}: no {f}"
+                );
+            }
+            // The quiet period holds off every fault: none when it outlasts the phase.
+            let quiet = schedule_ops(schedule, 3, minute, minute).await;
+            assert_eq!(quiet.1, 0, "{schedule:?}: {:?}", quiet.0);
+        }
     }
 }

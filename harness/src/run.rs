@@ -264,6 +264,9 @@ pub struct RunConfig {
     pub workload: Workload,
     pub nemesis: NemesisSpec,
     pub nemesis_interval: Duration,
+    pub nemesis_schedule: nemesis::Schedule,
+    /// No fault starts this long after the run began.
+    pub quiet_period: Duration,
     pub concurrency: usize,
     pub time_limit: Duration,
     /// Target rate of invocations per second, over all clients.
@@ -278,11 +281,15 @@ pub struct RunConfig {
     pub net: NetMode,
     /// Shapes the partition fault picks from.
     pub partition_shapes: Vec<Shape>,
+    /// The cut of the `grudge` shape.
+    pub grudge: Option<crate::fabric::grudge::GrudgeSpec>,
     /// Share of packets the loss fault drops, in percent.
     pub loss_percent: f64,
     /// What the delay fault adds to each direction of a link: `delay_ms ± jitter_ms`.
     pub delay_ms: u64,
     pub jitter_ms: u64,
+    /// What the bandwidth fault leaves each way, in kilobits per second.
+    pub bandwidth_kbit: u64,
     /// Draw the live progress line on stderr.
     pub progress: bool,
     /// Single-leader designs: what the replication log carries.
@@ -306,6 +313,8 @@ impl RunConfig {
             workload: Workload::Register,
             nemesis: NemesisSpec::default(),
             nemesis_interval: Duration::from_secs(4),
+            nemesis_schedule: nemesis::Schedule::Interval,
+            quiet_period: Duration::ZERO,
             concurrency: 5,
             time_limit: Duration::from_secs(20),
             rate: 200.0,
@@ -317,9 +326,11 @@ impl RunConfig {
             check_time_limit: Duration::from_secs(120),
             net: NetMode::Auto,
             partition_shapes: Shape::ALL.to_vec(),
+            grudge: None,
             loss_percent: 20.0,
             delay_ms: 100,
             jitter_ms: 50,
+            bandwidth_kbit: 1000,
             progress: false,
             log: LogKind::Logical,
             design: DesignOptions::default(),
@@ -394,6 +405,22 @@ impl RunConfig {
             let shapes: Vec<&str> = self.partition_shapes.iter().map(|s| s.as_str()).collect();
             extra.push_str(&format!(" --partition-shapes {}", shapes.join(",")));
         }
+        if let Some(g) = &self.grudge {
+            // Its characters are names, `,|>;` and spaces: single quotes keep them whole.
+            extra.push_str(&format!(" --grudge '{}'", g.as_str()));
+        }
+        if self.nemesis_schedule != nemesis::Schedule::Interval {
+            extra.push_str(&format!(
+                " --nemesis-schedule {}",
+                self.nemesis_schedule.as_str()
+            ));
+        }
+        if !self.quiet_period.is_zero() {
+            extra.push_str(&format!(
+                " --quiet-period {}",
+                self.quiet_period.as_secs_f64()
+            ));
+        }
         let needs = self.nemesis.net_needs();
         if needs.loss {
             extra.push_str(&format!(" --loss-percent {}", self.loss_percent));
@@ -403,6 +430,9 @@ impl RunConfig {
                 " --delay-ms {} --jitter-ms {}",
                 self.delay_ms, self.jitter_ms
             ));
+        }
+        if needs.bandwidth {
+            extra.push_str(&format!(" --bandwidth-kbit {}", self.bandwidth_kbit));
         }
         if self.log != LogKind::Logical {
             extra.push_str(&format!(" --log {}", self.log.as_str()));
@@ -618,6 +648,10 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         loss_percent: config.loss_percent,
         delay_ms: config.delay_ms,
         jitter_ms: config.jitter_ms,
+        schedule: config.nemesis_schedule,
+        quiet_period: config.quiet_period,
+        grudge: config.grudge.clone(),
+        bandwidth_kbit: config.bandwidth_kbit,
         ..NemesisConfig::new(config.nemesis.clone(), config.nemesis_interval, config.seed)
     };
     let faults_injected = nemesis::run(

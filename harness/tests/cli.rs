@@ -202,3 +202,31 @@ fn check_memory_limit_too_small_gives_unknown_not_a_crash() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("memory limit"), "{stdout}");
 }
+
+#[test]
+fn a_bad_grudge_is_one_line_and_exit_254() {
+    for (args, needle) in [
+        (&["--grudge", "n1,n2|n9"][..], "no node n9"),
+        (&["--grudge", "n1"][..], "cuts nothing"),
+        (&["--grudge", "n1|n1"][..], "twice"),
+        (&["--partition-shapes", "grudge"][..], "needs --grudge"),
+        (
+            &["--partition-shapes", "halves", "--grudge", "n1|n2"][..],
+            "add grudge to --partition-shapes",
+        ),
+    ] {
+        let mut all = vec![
+            "run",
+            "--nemesis",
+            "partition",
+            "--store",
+            "/nonexistent/store",
+        ];
+        all.extend_from_slice(args);
+        let out = run_splitbrain(&all);
+        assert_eq!(out.status.code(), Some(254), "{args:?}: {}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}

@@ -282,6 +282,10 @@ fn network_faults_the_fabric_cannot_inject_are_one_line_errors() {
         ),
         (&["--net", "netns", "--nemesis", "delay"][..], "delay"),
         (
+            &["--net", "direct", "--nemesis", "bandwidth"][..],
+            "--net direct",
+        ),
+        (
             &["--nemesis", "partition", "--partition-shapes", "zigzag"][..],
             "zigzag",
         ),
@@ -308,5 +312,82 @@ fn network_faults_the_fabric_cannot_inject_are_one_line_errors() {
             .collect();
         assert_eq!(errors.len(), 1, "{args:?}: {stderr}");
         assert!(errors[0].contains(expect), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_random_schedule_after_a_quiet_period_mixes_bandwidth_and_grudge_partitions() {
+    let store = tempfile::tempdir().unwrap();
+    let child = spawn_run(
+        store.path(),
+        &[
+            "--nemesis",
+            "partition,bandwidth",
+            "--nemesis-schedule",
+            "random",
+            "--quiet-period",
+            "1",
+            "--grudge",
+            "n1|n2,n3",
+            "--partition-shapes",
+            "grudge,minority,majority",
+            "--bandwidth-kbit",
+            "500",
+            "--nemesis-interval",
+            "0.8",
+            "--time-limit",
+            "7",
+            "--seed",
+            "21",
+        ],
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0..=2)),
+        "{}",
+        describe(&out)
+    );
+    let run = run_dir(store.path(), "refnode-register-sync-partition+bandwidth");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    let command = results["command"].as_str().unwrap();
+    for flag in [
+        "--nemesis-schedule random",
+        "--quiet-period 1",
+        "--grudge 'n1|n2,n3'",
+        "--partition-shapes grudge,minority,majority",
+        "--bandwidth-kbit 500",
+    ] {
+        assert!(command.contains(flag), "{flag} is not in {command}");
+    }
+    let history = histories::jsonl::read_file(&run.join("history.jsonl"))
+        .unwrap()
+        .history;
+    let nemesis: Vec<&histories::Op> = history
+        .ops()
+        .iter()
+        .filter(|op| op.process == histories::Process::Nemesis)
+        .collect();
+    assert!(
+        results["faults_injected"].as_u64().unwrap() >= 2,
+        "{results:#}"
+    );
+    assert!(
+        nemesis[0].time_ns >= 1_000_000_000,
+        "the first fault came {} ns into the quiet second",
+        nemesis[0].time_ns
+    );
+    for (start, stop) in [
+        ("start-partition", "stop-partition"),
+        ("start-bandwidth", "stop-bandwidth"),
+    ] {
+        let count = |f: &str| nemesis.iter().filter(|op| op.f.as_str() == f).count();
+        assert_eq!(count(start), count(stop), "{start} without {stop}");
+    }
+    let failed: Vec<_> = nemesis.iter().filter(|op| op.error.is_some()).collect();
+    assert!(failed.is_empty(), "faults failed: {failed:#?}");
+    assert_eq!(processes_mentioning(store.path()), vec![]);
+    if let Some(slot) = claimed_slot(&run) {
+        assert_slot_gone(slot);
     }
 }

@@ -1,14 +1,16 @@
 //! The namespace fabric against the kernel (root only): connectivity between namespaces,
-//! partitions and loss cut exactly what they should, heals restore it, and dropping the
-//! fabric removes every namespace, link, rule and claim. Without root (or without ip and
+//! partitions and loss cut exactly what they should, a bandwidth limit slows a transfer down,
+//! heals restore it all, and dropping the fabric removes every namespace, link, rule and
+//! claim. Without root (or without ip and
 //! nft/iptables) these tests say so and pass: the proxy fabric is tested everywhere.
 
 mod packages;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read as _, Write as _};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use harness::fabric::grudge;
 use harness::fabric::netns::{self, Netns};
@@ -57,6 +59,45 @@ fn listen_in(ns: &str, addr: SocketAddr) {
     });
 }
 
+/// A server inside `ns` that reads each connection to its end and answers the byte count.
+fn sink_in(ns: &str, addr: SocketAddr) {
+    let listener = in_ns(ns, move || {
+        TcpListener::bind(addr).expect("bind in namespace")
+    });
+    std::thread::spawn(move || {
+        // A handful of transfers per test; the bound keeps a stray client from pinning it.
+        for _ in 0..10 {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total = 0usize;
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                total += n;
+            }
+            let _ = s.write_all(format!("{total}\n").as_bytes());
+        }
+    });
+}
+
+/// Sends `bytes` from namespace `ns` to the sink at `to` and waits for its count.
+fn transfer(ns: &str, to: SocketAddr, bytes: usize) -> Duration {
+    in_ns(ns, move || {
+        let t = Instant::now();
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        s.write_all(&vec![7u8; bytes]).expect("send");
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).expect("the sink answers");
+        assert_eq!(answer.trim(), bytes.to_string());
+        t.elapsed()
+    })
+}
+
 fn connects_from(ns: Option<&str>, to: SocketAddr) -> bool {
     let attempt = move || TcpStream::connect_timeout(&to, Duration::from_millis(300)).is_ok();
     match ns {
@@ -77,6 +118,7 @@ async fn partitions_and_loss_cut_exactly_their_links_and_heal() {
         partition: true,
         loss: true,
         delay: false,
+        bandwidth: false,
     };
     let fabric = Fabric::build(NetMode::Netns, needs, &nodes, ledger.clone(), dir.path(), 1)
         .await
@@ -210,4 +252,67 @@ fn the_iptables_fallback_cuts_and_heals_like_nft() {
     let slot = ns.slot();
     drop(ns);
     assert!(!netns::claim_path(slot).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bandwidth_limit_slows_a_transfer_down_and_heals_without_a_qdisc_left() {
+    let test = "a_bandwidth_limit_slows_a_transfer_down_and_heals_without_a_qdisc_left";
+    if !netns_or_skip(test) {
+        return;
+    }
+    if packages::ensure("tc", "iproute2").is_none() {
+        eprintln!("{test}: skipped, no tc");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(Ledger::create(dir.path()).unwrap());
+    let nodes: Vec<String> = ["n1", "n2"].map(String::from).to_vec();
+    let needs = NetNeeds {
+        bandwidth: true,
+        ..NetNeeds::default()
+    };
+    let fabric = Fabric::build(NetMode::Netns, needs, &nodes, ledger.clone(), dir.path(), 3)
+        .await
+        .unwrap();
+    let ns: &Netns = fabric.namespaces().expect("a netns fabric");
+    let to = ns.listen("n2").unwrap();
+    sink_in(&ns.ns_name("n2"), to);
+    let ns1 = ns.ns_name("n1");
+    let bytes = 256 * 1024;
+    let free = transfer(&ns1, to, bytes);
+    let limited = {
+        let _limit = fabric.bandwidth(&["n2".to_string()], 2000).unwrap();
+        assert_eq!(
+            ns.qdiscs("n2").matches("tbf").count(),
+            2,
+            "both ends of n2's link: {}",
+            ns.qdiscs("n2")
+        );
+        assert!(!ns.qdiscs("n1").contains("tbf"), "n1 is not limited");
+        transfer(&ns1, to, bytes)
+    };
+    assert!(
+        !ns.qdiscs("n2").contains("tbf"),
+        "the heal removed the qdiscs: {}",
+        ns.qdiscs("n2")
+    );
+    let healed = transfer(&ns1, to, bytes);
+    eprintln!("256 KiB: free {free:?}, limited to 2000 kbit/s {limited:?}, healed {healed:?}");
+    // 256 KiB at 2000 kbit/s takes about 1.05 s; unlimited, a few milliseconds.
+    assert!(
+        limited >= Duration::from_millis(700),
+        "limited transfer took {limited:?}"
+    );
+    assert!(
+        limited > free * 5 && limited > healed * 5,
+        "free {free:?}, limited {limited:?}, healed {healed:?}"
+    );
+    let ledger_text = std::fs::read_to_string(ledger.path()).unwrap();
+    assert!(
+        ledger_text.contains(r#""kind":"qdisc""#),
+        "qdiscs are in the ledger:\n{ledger_text}"
+    );
+    let slot = ns.slot();
+    drop(fabric);
+    assert!(!netns::claim_path(slot).exists(), "claim left");
 }

@@ -119,7 +119,7 @@ fn leaderless_quorums_of_one_read_stale_values_that_overlapping_quorums_do_not()
 }
 
 #[test]
-fn leaderless_replicas_converge_after_a_partition_only_with_anti_entropy() {
+fn leaderless_replicas_converge_after_a_node_outage_only_with_anti_entropy() {
     let run = |anti_entropy: &'static str| {
         replication_run(&[
             "--replication",
@@ -133,7 +133,9 @@ fn leaderless_replicas_converge_after_a_partition_only_with_anti_entropy() {
             "--anti-entropy",
             anti_entropy,
             "--nemesis",
-            "partition",
+            "kill",
+            "--nemesis-interval",
+            "3",
             "--settle",
             "3",
         ])

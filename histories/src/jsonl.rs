@@ -17,7 +17,7 @@ use std::path::Path;
 
 use crate::error::HistoryError;
 use crate::history::History;
-use crate::op::Op;
+use crate::op::{Key, Op, Process, Value};
 
 /// A history read from JSONL, and what had to be skipped to read it.
 #[derive(Debug, Clone)]
@@ -186,8 +186,7 @@ impl<W: Write> Writer<W> {
     /// buffer, so a flush never splits an operation in the middle unless the OS does.
     pub fn append(&mut self, op: &Op) -> io::Result<()> {
         self.line.clear();
-        serde_json::to_writer(&mut self.line, op).map_err(io::Error::other)?;
-        self.line.push(b'\n');
+        write_line(op, &mut self.line);
         self.out.write_all(&self.line)?;
         self.written += 1;
         Ok(())
@@ -206,6 +205,154 @@ impl<W: Write> Writer<W> {
     pub fn into_inner(self) -> io::Result<W> {
         self.out.into_inner().map_err(|e| e.into_error())
     }
+}
+
+/// Appends `op` as one JSONL line, newline included: the bytes `serde_json` writes for it
+/// (the tests hold the two equal), written directly. The recorder's writer thread turns every
+/// operation of a run into a line, and serde's generic path took most of its time.
+pub fn write_line(op: &Op, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"index\":");
+    write_u64(op.index, out);
+    out.extend_from_slice(b",\"time\":");
+    write_u64(op.time_ns, out);
+    out.extend_from_slice(b",\"process\":");
+    match op.process {
+        Process::Client(p) => write_u64(p, out),
+        Process::Nemesis => out.extend_from_slice(b"\"nemesis\""),
+    }
+    out.extend_from_slice(b",\"type\":\"");
+    out.extend_from_slice(op.kind.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"f\":");
+    write_str(op.f.as_str(), out);
+    if let Some(key) = &op.key {
+        out.extend_from_slice(b",\"key\":");
+        write_key(key, out);
+    }
+    out.extend_from_slice(b",\"value\":");
+    write_value(&op.value, out);
+    if let Some(node) = &op.node {
+        out.extend_from_slice(b",\"node\":");
+        write_str(node, out);
+    }
+    if let Some(error) = &op.error {
+        out.extend_from_slice(b",\"error\":");
+        write_str(error, out);
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+fn write_u64(mut n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+fn write_i64(n: i64, out: &mut Vec<u8>) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    write_u64(n.unsigned_abs(), out);
+}
+
+fn write_key(key: &Key, out: &mut Vec<u8>) {
+    match key {
+        Key::Int(k) => write_i64(*k, out),
+        Key::Str(k) => write_str(k, out),
+    }
+}
+
+/// Values nest (lists, maps, transactions); the depth is what the system under test or the
+/// nemesis built, a handful of levels, never history-sized.
+fn write_value(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Nil => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Int(i) => write_i64(*i, out),
+        Value::Str(v) => write_str(v, out),
+        Value::List(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Map(map) => {
+            out.push(b'{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(k, out);
+                out.push(b':');
+                write_value(v, out);
+            }
+            out.push(b'}');
+        }
+        Value::Txn(mops) => {
+            out.push(b'[');
+            for (i, m) in mops.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.push(b'[');
+                write_str(m.f.as_str(), out);
+                out.push(b',');
+                write_key(&m.key, out);
+                out.push(b',');
+                write_value(&m.value, out);
+                out.push(b']');
+            }
+            out.push(b']');
+        }
+    }
+}
+
+/// A JSON string, escaped as `serde_json` escapes it: quote, backslash and the control
+/// characters below 0x20 (short forms where JSON has them, else `\u00XX`); the rest as is.
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x08 => b'b',
+            0x0c => b'f',
+            0x00..=0x1f => b'u',
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.push(b'\\');
+        out.push(short);
+        if short == b'u' {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 /// Writes a whole history as JSONL.

@@ -491,18 +491,38 @@ struct OpLine {
     error: Option<String>,
 }
 
+/// [`OpLine`] borrowed from an [`Op`], to write one without copying its strings and values
+/// (the recorder's writer thread serializes every operation of a run). Same fields, same
+/// order, same omissions as `OpLine`.
+#[derive(Serialize)]
+struct OpLineRef<'a> {
+    index: u64,
+    time: u64,
+    process: Process,
+    #[serde(rename = "type")]
+    kind: OpType,
+    f: &'a F,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a Key>,
+    value: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<&'a String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a String>,
+}
+
 impl Serialize for Op {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        OpLine {
+        OpLineRef {
             index: self.index,
             time: self.time_ns,
             process: self.process,
             kind: self.kind,
-            f: self.f.clone(),
-            key: self.key.clone(),
-            value: self.value.clone(),
-            node: self.node.clone(),
-            error: self.error.clone(),
+            f: &self.f,
+            key: self.key.as_ref(),
+            value: &self.value,
+            node: self.node.as_ref(),
+            error: self.error.as_ref(),
         }
         .serialize(s)
     }

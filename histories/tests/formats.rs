@@ -330,3 +330,110 @@ proptest::proptest! {
         }
     }
 }
+
+/// Strings with everything JSON escapes: quotes, backslashes, every control character, and
+/// text beyond ASCII.
+fn arb_text() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let chars = prop::sample::select(vec![
+        'a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\r', '\t', '\u{8}', '\u{c}', '\u{0}', '\u{1}',
+        '\u{1f}', '\u{7f}', 'é', '\u{2028}', '\u{feff}', '🦀',
+    ]);
+    prop::collection::vec(chars, 0..12).prop_map(|cs| cs.into_iter().collect())
+}
+
+fn arb_key() -> impl proptest::strategy::Strategy<Value = histories::Key> {
+    use proptest::prelude::*;
+    prop_oneof![
+        any::<i64>().prop_map(histories::Key::Int),
+        arb_text().prop_map(histories::Key::Str),
+    ]
+}
+
+fn arb_value() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Nil),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::Int),
+        arb_text().prop_map(Value::Str),
+    ];
+    let nested = leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::List),
+            prop::collection::btree_map(arb_text(), inner, 0..4).prop_map(Value::Map),
+        ]
+    });
+    let micro = (
+        prop::sample::select(vec![
+            histories::MicroF::Append,
+            histories::MicroF::Read,
+            histories::MicroF::Write,
+        ]),
+        arb_key(),
+        nested.clone(),
+    )
+        .prop_map(|(f, key, value)| histories::MicroOp { f, key, value });
+    prop_oneof![
+        4 => nested,
+        1 => prop::collection::vec(micro, 0..3).prop_map(Value::Txn),
+    ]
+}
+
+fn arb_op() -> impl proptest::strategy::Strategy<Value = histories::Op> {
+    use proptest::prelude::*;
+    let process = prop_oneof![
+        any::<u64>().prop_map(Process::Client),
+        Just(Process::Nemesis)
+    ];
+    let kind = prop::sample::select(vec![OpType::Invoke, OpType::Ok, OpType::Fail, OpType::Info]);
+    let f = prop_oneof![
+        Just(F::Read),
+        Just(F::Cas),
+        Just(F::Txn),
+        arb_text().prop_map(F::Other),
+    ];
+    (
+        (any::<u64>(), any::<u64>(), process, kind, f),
+        (
+            proptest::option::of(arb_key()),
+            arb_value(),
+            proptest::option::of(arb_text()),
+            proptest::option::of(arb_text()),
+        ),
+    )
+        .prop_map(
+            |((index, time_ns, process, kind, f), (key, value, node, error))| histories::Op {
+                index,
+                time_ns,
+                process,
+                kind,
+                f,
+                key,
+                value,
+                node,
+                error,
+            },
+        )
+}
+
+proptest::proptest! {
+    /// The recorder writes lines with `jsonl::write_line`, not serde: the bytes must be the
+    /// ones serde_json writes, and read back to the same operation.
+    #[test]
+    fn hand_written_lines_are_serde_json_lines(op in arb_op()) {
+        let mut line = Vec::new();
+        histories::jsonl::write_line(&op, &mut line);
+        let mut expected = serde_json::to_vec(&op).unwrap();
+        expected.push(b'\n');
+        proptest::prop_assert_eq!(
+            String::from_utf8_lossy(&line),
+            String::from_utf8_lossy(&expected)
+        );
+        // A txn value reads back as such only under f = txn, and f = txn only with one.
+        if (op.f == F::Txn) == matches!(op.value, Value::Txn(_)) {
+            let back: histories::Op = serde_json::from_slice(&line).unwrap();
+            proptest::prop_assert_eq!(back, op);
+        }
+    }
+}

@@ -358,3 +358,40 @@ async fn leaderless_anti_entropy_converges_every_replica_after_a_partition_heals
 async fn leaderless_without_anti_entropy_or_read_repair_unread_keys_never_converge() {
     assert!(!replicas_converge_after_heal(false, Duration::from_secs(2)).await);
 }
+
+/// Regression: the set workload through `splitbrain run` ended with every node holding only
+/// the elements added at it. Concurrent adds at different leaders must merge by union.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_leader_sets_merge_concurrent_adds_by_union_on_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), "multi-leader");
+    cfg.conflict = "siblings".into();
+    let c = start(cfg).await;
+    for (i, n) in NODES.iter().enumerate() {
+        let mut client = client_at(&c, n);
+        let done = client
+            .invoke(
+                &call(F::Other("set-add".into()), 7, Value::Int(i as i64 + 1)),
+                TIMEOUT,
+            )
+            .await;
+        assert_eq!(done.kind, OpType::Ok, "{done:?}");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let mut sets = Vec::new();
+        for n in NODES {
+            sets.push(c.local_read(n, 7, TIMEOUT).await.unwrap());
+        }
+        let want = Value::List(vec![Value::Int(1), Value::Int(2), Value::Int(3)]);
+        if sets.iter().all(|s| *s == want) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sets did not merge: {sets:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.teardown().await;
+}

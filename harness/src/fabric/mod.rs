@@ -1,16 +1,23 @@
 //! The network fabric between the nodes (and between the clients and the nodes), and the
-//! network faults it can inject: partitions, packet loss and delay.
+//! network faults it can inject: partitions, packet loss, delay and bandwidth limits.
 //!
 //! Three fabrics, chosen by `--net`:
 //! - `netns`: each node in its own network namespace on a bridge in 10.77.0.0/16; partitions
-//!   and loss are kernel drop rules (see [`netns`]). Needs root, `ip` and nft or iptables.
-//!   Delay needs tc netem, which these kernels lack, so delay is the proxy's job.
-//! - `proxy`: every node-to-node link (and, for loss and delay, every client-to-node link)
-//!   through a userspace TCP proxy in the controller (see [`proxy`]). Needs nothing.
+//!   and loss are kernel drop rules, bandwidth limits are `tc tbf` qdiscs on both ends of a
+//!   node's link (see [`netns`]). Needs root, `ip` and nft or iptables (and `tc` for
+//!   bandwidth). Delay needs tc netem, which these kernels lack, so delay is the proxy's job.
+//! - `proxy`: every node-to-node link (and, for loss, delay and bandwidth, every
+//!   client-to-node link) through a userspace TCP proxy in the controller (see [`proxy`]).
+//!   Needs nothing.
 //! - `direct`: no fabric, nodes talk over loopback; no network faults.
 //!
 //! `auto` takes `direct` when the nemesis injects no network fault, else `netns` when it can
-//! (and delay is not asked for), else `proxy`; the run prints its choice and why.
+//! (and delay is not asked for, and tbf works when bandwidth is), else `proxy`; the run
+//! prints its choice and why.
+//!
+//! A bandwidth limit means slightly different things in the two fabrics: in `netns` it caps
+//! everything a node sends (and, separately, everything it receives) together, as a slow
+//! network card would; in the proxy it caps each direction of each link on its own.
 //!
 //! Every fault is a [`NetFault`] guard: dropping it heals the fault.
 
@@ -74,11 +81,12 @@ pub struct NetNeeds {
     pub partition: bool,
     pub loss: bool,
     pub delay: bool,
+    pub bandwidth: bool,
 }
 
 impl NetNeeds {
     pub fn any(self) -> bool {
-        self.partition || self.loss || self.delay
+        self.partition || self.loss || self.delay || self.bandwidth
     }
 }
 
@@ -115,7 +123,7 @@ impl Fabric {
             NetMode::Direct => {
                 if needs.any() {
                     bail!(
-                        "--net direct cannot cut, drop or delay traffic; use --net auto, netns or proxy"
+                        "--net direct cannot cut, drop, delay or slow down traffic; use --net auto, netns or proxy"
                     );
                 }
                 Ok(Fabric::with_direct(
@@ -136,6 +144,7 @@ impl Fabric {
                     .map_err(|why| anyhow::anyhow!("--net netns is not possible here: {why}"))?;
                 Fabric::with_netns(
                     nodes,
+                    needs,
                     tool,
                     ledger,
                     run_dir,
@@ -164,7 +173,7 @@ impl Fabric {
                             "running as root with ip and {}: one namespace per node",
                             tool.as_str()
                         );
-                        match Fabric::with_netns(nodes, tool, ledger, run_dir, why) {
+                        match Fabric::with_netns(nodes, needs, tool, ledger, run_dir, why) {
                             Ok(f) => Ok(f),
                             Err(e) => {
                                 Fabric::with_proxy(
@@ -213,7 +222,7 @@ impl Fabric {
         // Clients go through the proxy only when their links can be faulted: a partition
         // leaves the clients' links alone (as in Jepsen), and a direct link keeps a refused
         // connection a definite failure.
-        let proxy_clients = needs.loss || needs.delay;
+        let proxy_clients = needs.loss || needs.delay || needs.bandwidth;
         let proxy = Proxy::start(&named, proxy_clients, seed).await?;
         let mut routes = BTreeMap::new();
         for from in nodes {
@@ -245,12 +254,21 @@ impl Fabric {
 
     fn with_netns(
         nodes: &[String],
+        needs: NetNeeds,
         tool: netns::FilterTool,
         ledger: Arc<Ledger>,
         run_dir: &Path,
         why: String,
     ) -> anyhow::Result<Fabric> {
         let ns = netns::Netns::build(nodes, tool, ledger, run_dir)?;
+        if needs.bandwidth {
+            // Found out now rather than at the first fault; `ns` is torn down on the error.
+            ns.check_tbf().map_err(|why| {
+                anyhow::anyhow!(
+                    "the bandwidth fault needs tc tbf in the namespaces: {why}; use --net proxy"
+                )
+            })?;
+        }
         let network = NodeNetwork {
             listen: nodes.iter().filter_map(|n| ns.listen(n)).collect(),
             routes: BTreeMap::new(),
@@ -314,6 +332,7 @@ impl Fabric {
             backend: Arc::clone(&self.backend),
             id,
             nodes: Vec::new(),
+            undo: Undo::Rules,
         };
         match &*self.backend {
             Backend::Direct => bail!("the direct fabric cannot partition"),
@@ -385,6 +404,61 @@ impl Fabric {
         )
     }
 
+    /// Limits the traffic to and from each of `targets` to `kbit` kilobits per second each
+    /// way: a tbf on both ends of each target's link in `netns`, a token bucket on each
+    /// direction of each of their links in the proxy.
+    pub fn bandwidth(&self, targets: &[String], kbit: u64) -> anyhow::Result<NetFault> {
+        if kbit == 0 {
+            bail!("a bandwidth limit of 0 kbit/s is a partition; use the partition fault");
+        }
+        let id = self.next_fault.fetch_add(1, Ordering::Relaxed);
+        let mut fault = NetFault {
+            backend: Arc::clone(&self.backend),
+            id,
+            nodes: Vec::new(),
+            undo: Undo::Bandwidth,
+        };
+        match &*self.backend {
+            Backend::Direct => bail!("the direct fabric cannot limit bandwidth"),
+            Backend::Proxy(p) => {
+                let effect = Effect {
+                    bandwidth_kbit: kbit,
+                    ..Effect::default()
+                };
+                p.apply(id, &self.proxy_dirs(targets), effect);
+                fault.nodes = targets.to_vec();
+            }
+            Backend::Netns(ns) => {
+                for t in targets {
+                    // Noted before the qdiscs exist, so a failure halfway heals what was
+                    // installed when `fault` drops.
+                    fault.nodes.push(t.clone());
+                    ns.limit_bandwidth(t, kbit)?;
+                }
+            }
+        }
+        Ok(fault)
+    }
+
+    /// Every direction between `targets` and every other endpoint, the clients included.
+    fn proxy_dirs(&self, targets: &[String]) -> Vec<proxy::Direction> {
+        let mut ends: Vec<Endpoint> = self.nodes.iter().cloned().map(Endpoint::Node).collect();
+        ends.push(Endpoint::Clients);
+        let mut dirs = Vec::new();
+        for t in targets {
+            let t = Endpoint::Node(t.clone());
+            for other in &ends {
+                if *other != t {
+                    dirs.push((t.clone(), other.clone()));
+                    dirs.push((other.clone(), t.clone()));
+                }
+            }
+        }
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
     fn packet_fault(
         &self,
         targets: &[String],
@@ -396,26 +470,12 @@ impl Fabric {
             backend: Arc::clone(&self.backend),
             id,
             nodes: Vec::new(),
+            undo: Undo::Rules,
         };
         match &*self.backend {
             Backend::Direct => bail!("the direct fabric cannot drop or delay packets"),
             Backend::Proxy(p) => {
-                let mut ends: Vec<Endpoint> =
-                    self.nodes.iter().cloned().map(Endpoint::Node).collect();
-                ends.push(Endpoint::Clients);
-                let mut dirs = Vec::new();
-                for t in targets {
-                    let t = Endpoint::Node(t.clone());
-                    for other in &ends {
-                        if *other != t {
-                            dirs.push((t.clone(), other.clone()));
-                            dirs.push((other.clone(), t.clone()));
-                        }
-                    }
-                }
-                dirs.sort();
-                dirs.dedup();
-                p.apply(id, &dirs, effect);
+                p.apply(id, &self.proxy_dirs(targets), effect);
                 fault.nodes = targets.to_vec();
             }
             Backend::Netns(ns) => {
@@ -451,6 +511,16 @@ pub struct NetFault {
     backend: Arc<Backend>,
     id: u64,
     nodes: Vec<String>,
+    undo: Undo,
+}
+
+/// What healing a fault in the namespaces removes from its nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Undo {
+    /// The fault's filter table.
+    Rules,
+    /// The tbf qdiscs.
+    Bandwidth,
 }
 
 impl NetFault {
@@ -466,7 +536,10 @@ impl Drop for NetFault {
             Backend::Proxy(p) => p.remove(self.id),
             Backend::Netns(ns) => {
                 for n in &self.nodes {
-                    ns.remove_rules(self.id, n);
+                    match self.undo {
+                        Undo::Rules => ns.remove_rules(self.id, n),
+                        Undo::Bandwidth => ns.unlimit_bandwidth(n),
+                    }
                 }
             }
         }

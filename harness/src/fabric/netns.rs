@@ -9,6 +9,9 @@
 //! - namespace `sbS-nK`; bridge `sbSbr`; host end of the node's veth `sbSvi` (the other end is
 //!   `eth0` inside the namespace);
 //! - fault tables `inet sbf<id>` (iptables: chains `SBF<id>I`, `SBF<id>O`);
+//! - the bandwidth fault: a root `tbf` qdisc on `eth0` inside the node's namespace (what the
+//!   node sends) and on the host end `sbSvi` (what it receives: shaping acts on egress only,
+//!   and the host end's egress is the node's ingress);
 //! - the claim file `/run/splitbrain/net-S.json` names the run's directory and controller.
 //!
 //! Every name is written to the run's ledger before it is created.
@@ -263,6 +266,93 @@ impl Netns {
         }
     }
 
+    /// Says whether `tc qdisc ... tbf` works here (the kernel may lack sch_tbf, the host
+    /// `tc`), by adding one to the loopback of the first node's namespace and removing it.
+    pub fn check_tbf(&self) -> Result<(), String> {
+        if !on_path("tc") {
+            return Err("`tc` (iproute2) is not installed".into());
+        }
+        let Some(first) = self.nodes.first() else {
+            return Ok(());
+        };
+        let ns = self.ns_name(first);
+        self.ledger
+            .record(&Resource::Qdisc {
+                netns: Some(ns.clone()),
+                dev: "lo".into(),
+            })
+            .map_err(|e| format!("{e:#}"))?;
+        let mut add = vec![
+            "ip", "netns", "exec", &ns, "tc", "qdisc", "add", "dev", "lo", "root",
+        ];
+        let tbf = tbf_args(1000);
+        add.extend(tbf.iter().map(String::as_str));
+        run(&add).map_err(|e| format!("tc tbf does not work on this kernel ({e:#})"))?;
+        run(&[
+            "ip", "netns", "exec", &ns, "tc", "qdisc", "del", "dev", "lo", "root",
+        ])
+        .map_err(|e| format!("{e:#}"))
+    }
+
+    /// Limits what `node` sends and what it receives to `kbit` kilobits per second each.
+    /// Refused while a limit is in force on the node (tc will not add a second root qdisc).
+    pub fn limit_bandwidth(&self, node: &str, kbit: u64) -> anyhow::Result<()> {
+        let (ns, veth) = (self.ns_name(node), self.veth(node)?);
+        let tbf = tbf_args(kbit);
+        for (netns, dev) in [(Some(ns.clone()), "eth0".to_string()), (None, veth)] {
+            self.ledger.record(&Resource::Qdisc {
+                netns: netns.clone(),
+                dev: dev.clone(),
+            })?;
+            let mut args: Vec<&str> = match &netns {
+                Some(ns) => vec!["ip", "netns", "exec", ns, "tc"],
+                None => vec!["tc"],
+            };
+            args.extend(["qdisc", "add", "dev", &dev, "root"]);
+            args.extend(tbf.iter().map(String::as_str));
+            run(&args).with_context(|| format!("cannot limit {node}'s bandwidth"))?;
+        }
+        Ok(())
+    }
+
+    /// Removes `node`'s bandwidth limit; a missing limit is not an error.
+    pub fn unlimit_bandwidth(&self, node: &str) {
+        let ns = self.ns_name(node);
+        let _ = run(&[
+            "ip", "netns", "exec", &ns, "tc", "qdisc", "del", "dev", "eth0", "root",
+        ]);
+        if let Ok(veth) = self.veth(node) {
+            let _ = run(&["tc", "qdisc", "del", "dev", &veth, "root"]);
+        }
+    }
+
+    /// The root qdiscs of both ends of `node`'s link, as `tc qdisc show` prints them (for
+    /// tests).
+    pub fn qdiscs(&self, node: &str) -> String {
+        let ns = self.ns_name(node);
+        let inside = output(&[
+            "ip", "netns", "exec", &ns, "tc", "qdisc", "show", "dev", "eth0",
+        ]);
+        let outside = self
+            .veth(node)
+            .and_then(|v| output(&["tc", "qdisc", "show", "dev", &v]));
+        format!(
+            "{}{}",
+            inside.unwrap_or_default(),
+            outside.unwrap_or_default()
+        )
+    }
+
+    /// The host end of `node`'s veth pair.
+    fn veth(&self, node: &str) -> anyhow::Result<String> {
+        let i = self
+            .nodes
+            .iter()
+            .position(|n| n == node)
+            .ok_or_else(|| anyhow!("{node} is not a node of this fabric"))?;
+        Ok(format!("sb{}v{}", self.slot, i + 1))
+    }
+
     /// Every fault table in the namespaces, as `nft list tables` / `iptables -S` shows them
     /// (for tests).
     pub fn tables(&self, node: &str) -> String {
@@ -463,6 +553,23 @@ fn nft_script(id: u64, rules: &Rules, subnet: &str) -> String {
     )
 }
 
+/// `tbf` arguments for `kbit` kilobits per second. The bucket holds 20 ms of traffic, and
+/// at least 4 KiB so that a full-size frame always fits (tbf drops what can never fit); the
+/// queue holds 200 ms, beyond which packets are dropped and TCP backs off, as behind a real
+/// slow link.
+pub fn tbf_args(kbit: u64) -> Vec<String> {
+    let burst_bytes = (kbit.saturating_mul(1000) / 8 / 50).max(4096);
+    vec![
+        "tbf".into(),
+        "rate".into(),
+        format!("{kbit}kbit"),
+        "burst".into(),
+        burst_bytes.to_string(),
+        "latency".into(),
+        "200ms".into(),
+    ]
+}
+
 fn iptables_add(id: u64, rules: &Rules, subnet: &str) -> Vec<Vec<String>> {
     let (ci, co) = (format!("SBF{id}I"), format!("SBF{id}O"));
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -565,5 +672,15 @@ mod tests {
             "10.77.3.0/24",
         );
         assert!(all.contains("ip saddr 10.77.3.0/24 drop"), "{all}");
+    }
+
+    #[test]
+    fn tbf_buckets_hold_20_ms_and_at_least_4_kib() {
+        assert_eq!(
+            tbf_args(1000).join(" "),
+            "tbf rate 1000kbit burst 4096 latency 200ms",
+            "20 ms of 1 Mbit/s is 2500 bytes, less than a bucket may hold"
+        );
+        assert_eq!(tbf_args(100_000)[4], "250000", "20 ms of 100 Mbit/s");
     }
 }

@@ -10,7 +10,11 @@
 //! - delay: every chunk is delivered `delay ± jitter` after it was read, never overtaking the
 //!   chunk before it;
 //! - loss: a chunk is "lost" with the given probability and delivered after a retransmission
-//!   timeout (200 ms, doubling while it keeps being lost), as TCP would.
+//!   timeout (200 ms, doubling while it keeps being lost), as TCP would;
+//! - bandwidth: each direction between two endpoints has a token bucket, shared by all its
+//!   connections, that lets `bandwidth_kbit` through per second (with a burst of 20 ms of
+//!   traffic, at least 4 KiB); a chunk waits for its tokens before it is written, and the
+//!   wait holds up the reader through the bounded queue, as a slow link holds up TCP.
 //!
 //! Bounds: at most [`MAX_CONNECTIONS_PER_LINK`] connections per link (more are closed at
 //! once), and per connection and direction at most [`QUEUE_CHUNKS`] chunks of at most
@@ -56,7 +60,8 @@ impl std::fmt::Display for Endpoint {
 }
 
 /// What a fault does to the traffic in one direction. Several faults on one direction add up:
-/// any cut cuts, delays and jitters add, loss probabilities combine.
+/// any cut cuts, delays and jitters add, loss probabilities combine, the lowest bandwidth
+/// limit holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Effect {
     pub cut: bool,
@@ -64,15 +69,61 @@ pub struct Effect {
     pub jitter_ms: u64,
     /// Probability in [0, 1] that a chunk is lost (and retransmitted).
     pub loss: f64,
+    /// Most kilobits per second through this direction; 0 is no limit.
+    pub bandwidth_kbit: u64,
 }
 
 impl Effect {
     fn add(self, other: Effect) -> Effect {
+        let bandwidth_kbit = match (self.bandwidth_kbit, other.bandwidth_kbit) {
+            (0, b) | (b, 0) => b,
+            (a, b) => a.min(b),
+        };
         Effect {
             cut: self.cut || other.cut,
             delay_ms: self.delay_ms + other.delay_ms,
             jitter_ms: self.jitter_ms + other.jitter_ms,
             loss: 1.0 - (1.0 - self.loss) * (1.0 - other.loss),
+            bandwidth_kbit,
+        }
+    }
+}
+
+/// The token bucket of one direction under a bandwidth limit. Tokens are bytes; they may go
+/// negative, which is a debt the next chunks wait off: connections sharing the direction
+/// queue behind each other instead of each getting the full rate.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    kbit: u64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn burst_bytes(kbit: u64) -> f64 {
+        // As the netns fabric's tbf: 20 ms of traffic, at least 4 KiB.
+        (kbit as f64 * 1000.0 / 8.0 / 50.0).max(4096.0)
+    }
+
+    /// Takes `bytes` tokens at `now` and says how long the chunk must wait for them.
+    fn take(&mut self, bytes: usize, kbit: u64, now: Instant) -> Duration {
+        let rate_bytes_per_s = kbit as f64 * 1000.0 / 8.0;
+        if self.kbit != kbit {
+            // A new limit starts with a full bucket and no debt.
+            *self = Bucket {
+                kbit,
+                tokens: Bucket::burst_bytes(kbit),
+                last: now,
+            };
+        }
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * rate_bytes_per_s;
+        self.tokens = (self.tokens + refill).min(Bucket::burst_bytes(kbit));
+        self.last = now;
+        self.tokens -= bytes as f64;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / rate_bytes_per_s)
         }
     }
 }
@@ -86,6 +137,9 @@ struct Shared {
     /// Bumped whenever faults change, to wake writers held by a cut.
     changed: watch::Sender<u64>,
     rng: Mutex<ChaCha8Rng>,
+    /// One per direction that has been under a bandwidth limit: at most one per link
+    /// direction, so bounded by the number of links.
+    buckets: Mutex<HashMap<Direction, Bucket>>,
 }
 
 impl Shared {
@@ -95,6 +149,18 @@ impl Shared {
             list.iter()
                 .fold(Effect::default(), |acc, (_, e)| acc.add(*e))
         })
+    }
+
+    /// When a chunk of `bytes` may go out on `dir` under a limit of `kbit`.
+    fn pace(&self, dir: &Direction, bytes: usize, kbit: u64) -> Instant {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().expect("proxy buckets lock");
+        let bucket = buckets.entry(dir.clone()).or_insert(Bucket {
+            kbit: 0,
+            tokens: 0.0,
+            last: now,
+        });
+        now + bucket.take(bytes, kbit, now)
     }
 }
 
@@ -130,6 +196,7 @@ impl Proxy {
             faults: Mutex::new(HashMap::new()),
             changed,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x0070_726f_7879)),
+            buckets: Mutex::new(HashMap::new()),
         });
         let mut links = Vec::new();
         let mut tasks = Vec::new();
@@ -338,6 +405,18 @@ async fn pump(
         let mut changes = shared.changed.subscribe();
         while let Some((due, buf)) = rx.recv().await {
             tokio::time::sleep_until(due).await;
+            let kbit = shared.effect(&dir).bandwidth_kbit;
+            if kbit > 0 {
+                let at = shared.pace(&dir, buf.len(), kbit);
+                changes.borrow_and_update();
+                // A heal (or any other change of faults) ends the wait early: a link whose
+                // limit is gone does not stay slow for the tokens it still owed. Before the
+                // cut check, so that a cut begun meanwhile still holds the chunk.
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    r = changes.changed() => if r.is_err() { return },
+                }
+            }
             loop {
                 changes.borrow_and_update();
                 if !shared.effect(&dir).cut {
@@ -530,8 +609,111 @@ mod tests {
             delay_ms: 5,
             jitter_ms: 1,
             loss: 0.5,
+            bandwidth_kbit: 800,
         });
         assert!(both.cut && both.delay_ms == 5 && (both.loss - 0.75).abs() < 1e-9);
+        assert_eq!(
+            both.bandwidth_kbit, 800,
+            "no limit and a limit make the limit"
+        );
+        let slower = both.add(Effect {
+            bandwidth_kbit: 100,
+            ..Effect::default()
+        });
+        assert_eq!(slower.bandwidth_kbit, 100, "the lowest limit holds");
+    }
+
+    #[test]
+    fn the_token_bucket_lets_the_rate_through_after_its_burst() {
+        let t0 = Instant::now();
+        let mut b = Bucket {
+            kbit: 0,
+            tokens: 0.0,
+            last: t0,
+        };
+        // 800 kbit/s is 100 000 bytes/s; the burst is 4096 bytes (20 ms would be 2000).
+        assert_eq!(
+            b.take(4096, 800, t0),
+            Duration::ZERO,
+            "the burst goes at once"
+        );
+        let wait = b.take(10_000, 800, t0);
+        assert!(
+            (wait.as_secs_f64() - 0.1).abs() < 1e-6,
+            "10 000 bytes owe 100 ms: {wait:?}"
+        );
+        // 100 ms later the debt is paid: the next 1000 bytes wait 10 ms.
+        let later = t0 + Duration::from_millis(100);
+        let wait = b.take(1000, 800, later);
+        assert!((wait.as_secs_f64() - 0.01).abs() < 1e-6, "{wait:?}");
+        // A new limit starts afresh.
+        assert_eq!(b.take(4000, 8000, later), Duration::ZERO);
+    }
+
+    /// A server that reads until the end of the stream and answers with the byte count.
+    async fn sink() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut total = 0usize;
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        total += n;
+                    }
+                    let _ = s.write_all(format!("{total}\n").as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// Sends `bytes` through `via`, half-closes, and waits for the sink's count.
+    async fn send(via: SocketAddr, bytes: usize) -> Duration {
+        let t = Instant::now();
+        let mut conn = TcpStream::connect(via).await.unwrap();
+        conn.write_all(&vec![7u8; bytes]).await.unwrap();
+        conn.shutdown().await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(10), conn.read_to_string(&mut answer))
+            .await
+            .expect("the sink answers within 10 s")
+            .unwrap();
+        assert_eq!(answer.trim(), bytes.to_string());
+        t.elapsed()
+    }
+
+    #[tokio::test]
+    async fn a_bandwidth_limit_slows_a_transfer_and_heals() {
+        let nodes = vec![("n1".to_string(), sink().await)];
+        let proxy = Proxy::start(&nodes, true, 5).await.unwrap();
+        let via = proxy.route(&Endpoint::Clients, "n1").unwrap();
+        let bytes = 100_000;
+        let free = send(via, bytes).await;
+        proxy.apply(
+            3,
+            &[(Endpoint::Clients, node("n1"))],
+            Effect {
+                bandwidth_kbit: 800,
+                ..Effect::default()
+            },
+        );
+        // 100 000 bytes at 100 000 bytes/s, less the 4 KiB burst: about 0.96 s.
+        let limited = send(via, bytes).await;
+        proxy.remove(3);
+        let healed = send(via, bytes).await;
+        assert!(
+            limited >= Duration::from_millis(800),
+            "limited transfer took {limited:?}"
+        );
+        assert!(
+            limited > free * 4 && limited > healed * 4,
+            "free {free:?}, limited {limited:?}, healed {healed:?}"
+        );
     }
 
     #[tokio::test]

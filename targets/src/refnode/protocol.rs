@@ -805,7 +805,7 @@ mod tests {
     #[test]
     fn replica_requests_replies_and_messages_round_trip() {
         use crate::refnode::server::version_vector::Dot;
-        use crate::refnode::server::versions::Datum;
+        use crate::refnode::server::versions::{Datum, SetState};
         let mut context = VersionVector::new();
         context.add(&Dot::new("n1.a", 1));
         let line = br#"{"id":5,"op":"put","key":1,"value":2,"context":{"counters":{"n1.a":1}}}"#;
@@ -889,8 +889,29 @@ mod tests {
             ReplicaMessage::SyncKeys {
                 session: 1,
                 leaves: vec![7],
-                keys: vec![(1, vec![version])],
+                keys: vec![(1, vec![version.clone()])],
                 reply: false,
+            },
+            // Regression: a set's element -> dots map made every set change malformed.
+            ReplicaMessage::Changes {
+                after: 0,
+                upto: 1,
+                entries: vec![ChangeEntry {
+                    index: 1,
+                    change: Change {
+                        key: 4,
+                        version: Version {
+                            datum: Datum::Set({
+                                let mut s = SetState::default();
+                                s.add(11, Dot::new("n1.a", 3));
+                                s.add(-2, Dot::new("n2.b", 1));
+                                s
+                            }),
+                            ..version
+                        },
+                        path: vec!["n1".into()],
+                    },
+                }],
             },
         ];
         for msg in msgs {

@@ -63,10 +63,36 @@ pub enum Datum {
 /// dots removals saw. An element is present while one of its add dots is not a tombstone.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SetState {
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// On the wire as `[[element, [dots]], ...]`: peer messages are internally tagged enums,
+    /// which serde buffers, and a buffered JSON map cannot give back integer keys (set changes
+    /// were refused as malformed by every peer until this was a list of pairs).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "pairs")]
     pub adds: BTreeMap<i64, BTreeSet<Dot>>,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub removed: BTreeSet<Dot>,
+}
+
+/// A map serialized as a list of `[key, value]` pairs.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 impl SetState {
