@@ -4,6 +4,7 @@
 //! passes a cancellation flag that it sets from outside.
 
 pub mod linearizable;
+pub mod maelstrom;
 pub mod replication;
 pub mod session;
 pub mod stats;

@@ -40,10 +40,17 @@ pub enum CheckerKind {
     Siblings,
     /// The add-wins set: final sets agree and keep every acknowledged add.
     SetAddWins,
+    /// Maelstrom echo: every acknowledged echo came back unchanged.
+    Echo,
+    /// Maelstrom unique-ids: no id generated twice.
+    UniqueIds,
+    /// Maelstrom broadcast and g-set: every node's final read holds every acknowledged
+    /// message and nothing else.
+    Broadcast,
 }
 
 impl CheckerKind {
-    pub const ALL: [CheckerKind; 14] = [
+    pub const ALL: [CheckerKind; 17] = [
         CheckerKind::Linearizable,
         CheckerKind::ListAppend,
         CheckerKind::RwRegister,
@@ -58,6 +65,9 @@ impl CheckerKind {
         CheckerKind::Staleness,
         CheckerKind::Siblings,
         CheckerKind::SetAddWins,
+        CheckerKind::Echo,
+        CheckerKind::UniqueIds,
+        CheckerKind::Broadcast,
     ];
 
     /// The name on the command line and in `results.json`.
@@ -77,6 +87,9 @@ impl CheckerKind {
             CheckerKind::Staleness => "staleness",
             CheckerKind::Siblings => "siblings",
             CheckerKind::SetAddWins => "set-add-wins",
+            CheckerKind::Echo => "echo",
+            CheckerKind::UniqueIds => "unique-ids",
+            CheckerKind::Broadcast => "broadcast",
         }
     }
 
@@ -233,6 +246,9 @@ pub fn check_now(
             replication::sibling_counts(history, &replication::SiblingOptions::default())
         }
         CheckerKind::SetAddWins => replication::set_add_wins(history),
+        CheckerKind::Echo => checkers::maelstrom::echo(history),
+        CheckerKind::UniqueIds => checkers::maelstrom::unique_ids(history),
+        CheckerKind::Broadcast => checkers::maelstrom::broadcast(history),
     };
     verdict.checker = kind.name().to_string();
     verdict

@@ -12,6 +12,9 @@ use crate::check::{CheckConfig, CheckerKind};
 use crate::fabric::grudge::Shape;
 use crate::nemesis::NemesisSpec;
 use crate::run::{Replication, RunConfig, Workload};
+use crate::target::{MaelstromWorkload, Target, TargetOptions};
+use targets::adapters::etcd::EtcdReads;
+use targets::adapters::postgres::Isolation;
 
 /// Exit codes, as Jepsen users expect them.
 pub mod exit {
@@ -63,7 +66,40 @@ struct CleanArgs {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Number of refnode processes in the cluster.
+    /// The system under test: refnode (splitbrain's reference nodes), etcd, redis, postgres
+    /// (Debian's servers, started under the run directory) or maelstrom (any program that
+    /// speaks Maelstrom's node protocol, see --bin).
+    #[arg(long, default_value = "refnode")]
+    target: Target,
+    /// postgres: the isolation level of every transaction: read-committed,
+    /// repeatable-read or serializable (default).
+    #[arg(long)]
+    isolation: Option<Isolation>,
+    /// etcd: reads (and read-only transactions) through the leader, linearizable (default),
+    /// or from the member's own state, serializable (may be stale).
+    #[arg(long)]
+    reads: Option<EtcdReads>,
+    /// etcd: test a cluster somebody else runs, given as host:port of each member's client
+    /// URL, comma-separated. No process or network faults then.
+    #[arg(long, value_delimiter = ',', value_name = "HOST:PORT,...")]
+    endpoints: Vec<String>,
+    /// maelstrom: the node program, run once per node (default: maelstrom-echo-broadcast
+    /// beside splitbrain).
+    #[arg(long, value_name = "PATH")]
+    bin: Option<PathBuf>,
+    /// maelstrom: the workload, as Maelstrom names it: echo, unique-ids, broadcast
+    /// (default), g-set, lin-kv, txn-list-append or txn-rw-register.
+    #[arg(long, value_name = "NAME")]
+    maelstrom_workload: Option<MaelstromWorkload>,
+    /// list-append and rw-register: the consistency models to check for, with Elle's names,
+    /// instead of what the target promises (postgres: read-committed, snapshot-isolation or
+    /// serializable by --isolation; etcd: strict-serializable, serializable with
+    /// --reads serializable). Asking for more than the promise shows what the database does
+    /// not guarantee.
+    #[arg(long, value_delimiter = ',', value_name = "MODEL,...")]
+    consistency_models: Vec<checkers::txn::ConsistencyModel>,
+    /// Number of nodes in the cluster (etcd members; Redis and PostgreSQL: the primary and
+    /// its replicas; Maelstrom nodes).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
     nodes: u16,
     /// Replication mode: sync (ack after all followers applied), semi-sync (ack after one
@@ -74,9 +110,10 @@ struct RunArgs {
     /// (majority votes and commit, the old leader fenced).
     #[arg(long, default_value = "naive")]
     failover: crate::run::Failover,
-    /// Workload the clients run.
-    #[arg(long, default_value = "register")]
-    workload: Workload,
+    /// Workload the clients run: register (default), session, conflicts or set (refnode);
+    /// register, list-append or rw-register (etcd, postgres); register (redis).
+    #[arg(long)]
+    workload: Option<Workload>,
     /// Faults: none, or a comma list of kill, pause, partition, clock, member (or wipe), loss,
     /// delay, bandwidth.
     #[arg(long, default_value = "none")]
@@ -221,7 +258,8 @@ struct CheckArgs {
     /// transactions); read-your-writes, monotonic-reads, monotonic-writes,
     /// writes-follow-reads, consistent-prefix (or `session` for all five), lost-writes
     /// (versioned registers); lost-writes-siblings, convergence, staleness, siblings,
-    /// set-add-wins (replicated registers and sets).
+    /// set-add-wins (replicated registers and sets); echo, unique-ids, broadcast (Maelstrom
+    /// workloads).
     #[arg(long, default_value = "linearizable", value_parser = crate::check::parse_checkers)]
     checker: std::vec::Vec<CheckerKind>,
     /// Model for the linearizable checker: register, cas-register, multi-register, kv, set,
@@ -347,14 +385,29 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn run_command(args: RunArgs) -> i32 {
+    let target = match target_options(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("splitbrain: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
     let refnode_bin = match args.refnode_bin.clone().or_else(refnode_beside_us) {
         Some(p) => p,
+        None if !target.is_refnode() => PathBuf::new(),
         None => {
             eprintln!(
                 "splitbrain: cannot find the refnode executable beside splitbrain; build it with `cargo build --release --workspace` or pass --refnode-bin PATH"
             );
             return exit::BAD_INPUT;
         }
+    };
+    let workload = match target.target {
+        Target::Maelstrom => target
+            .maelstrom_workload
+            .shared_workload()
+            .unwrap_or(Workload::Register),
+        _ => args.workload.unwrap_or(Workload::Register),
     };
     let seed = args.seed.unwrap_or_else(random_seed);
     // Giving a grudge means partitioning by it, unless the shapes say otherwise.
@@ -377,7 +430,7 @@ fn run_command(args: RunArgs) -> i32 {
         nodes: usize::from(args.nodes),
         replication: args.replication,
         failover: args.failover,
-        workload: args.workload,
+        workload,
         nemesis: args.nemesis,
         nemesis_interval: Duration::from_secs_f64(args.nemesis_interval),
         nemesis_schedule: args.nemesis_schedule,
@@ -413,6 +466,7 @@ fn run_command(args: RunArgs) -> i32 {
             anti_entropy: args.anti_entropy,
             sloppy_quorum: args.sloppy_quorum,
         },
+        target,
     };
     if let Err(e) = config.validate() {
         eprintln!("splitbrain: {e}");
@@ -434,6 +488,59 @@ fn run_command(args: RunArgs) -> i32 {
         }
     })
 }
+
+/// The target and its options from the flags; a flag meant for another target is a
+/// mistake worth one line, not something to ignore.
+fn target_options(args: &RunArgs) -> Result<TargetOptions, String> {
+    let t = args.target;
+    let only = |given: bool, flag: &str, owner: Target| {
+        if given && t != owner {
+            Err(format!(
+                "{flag} applies to --target {} only, not {}",
+                owner.as_str(),
+                t.as_str()
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    only(args.isolation.is_some(), "--isolation", Target::Postgres)?;
+    only(args.reads.is_some(), "--reads", Target::Etcd)?;
+    only(!args.endpoints.is_empty(), "--endpoints", Target::Etcd)?;
+    only(args.bin.is_some(), "--bin", Target::Maelstrom)?;
+    only(
+        args.maelstrom_workload.is_some(),
+        "--maelstrom-workload",
+        Target::Maelstrom,
+    )?;
+    if t == Target::Maelstrom && args.workload.is_some() {
+        return Err(
+            "--target maelstrom takes its workload from --maelstrom-workload NAME, not --workload"
+                .into(),
+        );
+    }
+    let bin = match (t, &args.bin) {
+        (Target::Maelstrom, Some(bin)) => bin.clone(),
+        (Target::Maelstrom, None) => beside_us(MAELSTROM_EXAMPLE).ok_or_else(|| {
+            format!(
+                "cannot find {MAELSTROM_EXAMPLE} beside splitbrain; build it with `cargo build --release --workspace` or pass --bin PATH"
+            )
+        })?,
+        _ => PathBuf::new(),
+    };
+    Ok(TargetOptions {
+        target: t,
+        isolation: args.isolation.unwrap_or_default(),
+        reads: args.reads.unwrap_or_default(),
+        endpoints: args.endpoints.clone(),
+        bin,
+        maelstrom_workload: args.maelstrom_workload.unwrap_or_default(),
+        consistency_models: args.consistency_models.clone(),
+    })
+}
+
+/// The example Maelstrom node the workspace builds, the default `--bin`.
+const MAELSTROM_EXAMPLE: &str = "maelstrom-echo-broadcast";
 
 /// Ctrl-C or SIGTERM ask the run to stop early; it still heals, tears down and checks.
 pub(crate) async fn stop_on_signals(stop: watch::Sender<bool>) {
@@ -567,10 +674,15 @@ fn random_seed() -> u64 {
 /// `refnode` in the directory of this executable, or its parent (test binaries live in
 /// `target/<profile>/deps`, the binaries one level up).
 pub(crate) fn refnode_beside_us() -> Option<PathBuf> {
+    beside_us("refnode")
+}
+
+/// The executable `name` in the directory of this executable, or its parent.
+fn beside_us(name: &str) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?;
     [dir, dir.parent().unwrap_or(Path::new("/nonexistent"))]
         .iter()
-        .map(|d| d.join("refnode"))
+        .map(|d| d.join(name))
         .find(|p| p.is_file())
 }

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use histories::{F, Key, OpType, Value};
+use histories::{F, Key, MicroF, MicroOp, OpType, Value};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use targets::Invocation;
@@ -413,6 +413,239 @@ impl Source for Shared<SetWorkload> {
     }
 }
 
+/// Which transactional workload a [`TxnWorkload`] generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnKind {
+    /// `[append k v]` and `[r k nil]`: every read returns the whole list, so it reveals the
+    /// order of the appends before it (Elle's most informative workload).
+    ListAppend,
+    /// `[w k v]` and `[r k nil]` on registers.
+    RwRegister,
+}
+
+/// Shape of the transactional workloads.
+#[derive(Debug, Clone)]
+pub struct TxnConfig {
+    /// Keys in use at once. Few keys make transactions meet, which is what shows anomalies.
+    pub active_keys: usize,
+    /// Writes (appends) to a key before a fresh key takes its place: keeps lists short and
+    /// each key's version order cheap to infer.
+    pub writes_per_key: u32,
+    /// Micro-ops per transaction: 1 to this many.
+    pub max_mops: usize,
+    /// Share of micro-ops that are reads.
+    pub read_share: f64,
+}
+
+impl Default for TxnConfig {
+    fn default() -> Self {
+        TxnConfig {
+            active_keys: 5,
+            writes_per_key: 32,
+            max_mops: 4,
+            read_share: 0.5,
+        }
+    }
+}
+
+/// Elle-style random transactions of 1 to `max_mops` micro-ops over a rolling window of
+/// keys. The values written to a key are 1, 2, 3, ... in generation order: unique per key,
+/// which is what lets the checkers tell every write apart.
+#[derive(Debug)]
+pub struct TxnWorkload {
+    rng: ChaCha8Rng,
+    kind: TxnKind,
+    config: TxnConfig,
+    /// (key, next value, writes left) for each active key.
+    active: Vec<(i64, i64, u32)>,
+    next_key: i64,
+}
+
+impl TxnWorkload {
+    pub fn new(seed: u64, kind: TxnKind, config: TxnConfig) -> TxnWorkload {
+        let keys = config.active_keys.max(1);
+        let budget = config.writes_per_key.max(1);
+        TxnWorkload {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            kind,
+            active: (0..keys as i64).map(|k| (k, 1, budget)).collect(),
+            next_key: keys as i64,
+            config,
+        }
+    }
+
+    pub fn next_invocation(&mut self) -> Invocation {
+        let count = self.rng.random_range(1..=self.config.max_mops.max(1));
+        let mut mops = Vec::with_capacity(count);
+        for _ in 0..count {
+            let slot = self.rng.random_range(0..self.active.len());
+            let key = self.active[slot].0;
+            if self.rng.random_bool(self.config.read_share.clamp(0.0, 1.0)) {
+                mops.push(MicroOp {
+                    f: MicroF::Read,
+                    key: Key::Int(key),
+                    value: Value::Nil,
+                });
+                continue;
+            }
+            let (_, next, left) = &mut self.active[slot];
+            let value = *next;
+            *next += 1;
+            *left -= 1;
+            if *left == 0 {
+                self.active[slot] = (self.next_key, 1, self.config.writes_per_key.max(1));
+                self.next_key += 1;
+            }
+            mops.push(MicroOp {
+                f: match self.kind {
+                    TxnKind::ListAppend => MicroF::Append,
+                    TxnKind::RwRegister => MicroF::Write,
+                },
+                key: Key::Int(key),
+                value: Value::Int(value),
+            });
+        }
+        Invocation {
+            f: F::Txn,
+            key: None,
+            value: Value::Txn(mops),
+        }
+    }
+}
+
+impl Source for Shared<TxnWorkload> {
+    fn next_invocation(&mut self) -> Invocation {
+        self.0.lock().expect("generator lock").next_invocation()
+    }
+}
+
+/// The Maelstrom workloads that are not registers or transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaelstromOps {
+    /// `echo "..."`: the node sends the text back.
+    Echo,
+    /// `generate`: the node answers a cluster-wide unique id.
+    UniqueIds,
+    /// `broadcast v` of unique integers, and `read`s of everything a node has seen.
+    Broadcast,
+    /// `add v` of unique integers to a grow-only set, and `read`s.
+    GSet,
+}
+
+/// Calls of a [`MaelstromOps`] workload; values are unique over the run.
+#[derive(Debug)]
+pub struct MaelstromWorkload {
+    rng: ChaCha8Rng,
+    ops: MaelstromOps,
+    next_value: i64,
+}
+
+impl MaelstromWorkload {
+    pub fn new(seed: u64, ops: MaelstromOps) -> MaelstromWorkload {
+        MaelstromWorkload {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            ops,
+            next_value: 1,
+        }
+    }
+
+    pub fn next_invocation(&mut self) -> Invocation {
+        let value = self.next_value;
+        let other = |f: &str, value| Invocation {
+            f: F::Other(f.into()),
+            key: None,
+            value,
+        };
+        let read = Invocation {
+            f: F::Read,
+            key: None,
+            value: Value::Nil,
+        };
+        // Half the calls of the set-like workloads read, so that a lost message shows.
+        let reads = self.rng.random_bool(0.5);
+        match self.ops {
+            MaelstromOps::Echo => {
+                self.next_value += 1;
+                other("echo", Value::Str(format!("echo {value}")))
+            }
+            MaelstromOps::UniqueIds => other("generate", Value::Nil),
+            MaelstromOps::Broadcast | MaelstromOps::GSet if reads => read,
+            MaelstromOps::Broadcast => {
+                self.next_value += 1;
+                other("broadcast", Value::Int(value))
+            }
+            MaelstromOps::GSet => {
+                self.next_value += 1;
+                Invocation {
+                    f: F::Add,
+                    key: None,
+                    value: Value::Int(value),
+                }
+            }
+        }
+    }
+}
+
+impl Source for Shared<MaelstromWorkload> {
+    fn next_invocation(&mut self) -> Invocation {
+        self.0.lock().expect("generator lock").next_invocation()
+    }
+}
+
+/// Moves every integer key of another source by `base`: runs against a database that
+/// outlives them (an external etcd) start on keys nobody wrote, as the checkers assume.
+pub struct KeyOffset {
+    pub inner: Box<dyn Source>,
+    pub base: i64,
+}
+
+impl std::fmt::Debug for KeyOffset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyOffset")
+            .field("base", &self.base)
+            .finish()
+    }
+}
+
+impl KeyOffset {
+    fn shift(&self, key: &Key) -> Key {
+        match key {
+            Key::Int(k) => Key::Int(k.saturating_add(self.base)),
+            other => other.clone(),
+        }
+    }
+}
+
+impl Source for KeyOffset {
+    fn next_invocation(&mut self) -> Invocation {
+        let mut call = self.inner.next_invocation();
+        call.key = call.key.as_ref().map(|k| self.shift(k));
+        if let Value::Txn(mops) = &mut call.value {
+            for m in mops.iter_mut() {
+                m.key = self.shift(&m.key);
+            }
+        }
+        call
+    }
+
+    fn completed(&mut self, call: &Invocation, kind: OpType) {
+        // The inner source only looks at which of its calls finished how; give it back its
+        // own keys.
+        let mut own = call.clone();
+        let unshift = |k: &Key| match k {
+            Key::Int(k) => Key::Int(k.saturating_sub(self.base)),
+            other => other.clone(),
+        };
+        own.key = own.key.as_ref().map(unshift);
+        if let Value::Txn(mops) = &mut own.value {
+            for m in mops.iter_mut() {
+                m.key = unshift(&m.key);
+            }
+        }
+        self.inner.completed(&own, kind);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -589,5 +822,93 @@ mod tests {
             ops.iter()
                 .any(|o| o.f == F::Cas && o.value.as_cas().is_some())
         );
+    }
+
+    #[test]
+    fn txns_have_one_to_four_micro_ops_and_unique_values_per_key() {
+        for kind in [TxnKind::ListAppend, TxnKind::RwRegister] {
+            let mut w = TxnWorkload::new(4, kind, TxnConfig::default());
+            let mut seen = std::collections::HashSet::new();
+            let mut keys = std::collections::BTreeSet::new();
+            let (mut reads, mut writes) = (0, 0);
+            for _ in 0..500 {
+                let call = w.next_invocation();
+                assert_eq!((call.f.clone(), call.key.clone()), (F::Txn, None));
+                let Value::Txn(mops) = call.value else {
+                    panic!("not a txn: {call:?}")
+                };
+                assert!((1..=4).contains(&mops.len()), "{mops:?}");
+                for m in mops {
+                    keys.insert(m.key.clone());
+                    match m.f {
+                        MicroF::Read => {
+                            assert!(m.value.is_nil());
+                            reads += 1;
+                        }
+                        f => {
+                            let want = match kind {
+                                TxnKind::ListAppend => MicroF::Append,
+                                TxnKind::RwRegister => MicroF::Write,
+                            };
+                            assert_eq!(f, want);
+                            assert!(seen.insert((m.key, m.value)), "a value repeats");
+                            writes += 1;
+                        }
+                    }
+                }
+            }
+            assert!(
+                reads > 300 && writes > 300,
+                "{reads} reads, {writes} writes"
+            );
+            assert!(keys.len() > 20, "keys roll over: {}", keys.len());
+        }
+        let take = |seed| {
+            let mut w = TxnWorkload::new(seed, TxnKind::ListAppend, TxnConfig::default());
+            (0..50).map(|_| w.next_invocation()).collect::<Vec<_>>()
+        };
+        assert_eq!(take(1), take(1));
+        assert_ne!(take(1), take(2));
+    }
+
+    #[test]
+    fn maelstrom_workloads_send_unique_values_and_read() {
+        let mut b = MaelstromWorkload::new(2, MaelstromOps::Broadcast);
+        let calls: Vec<_> = (0..200).map(|_| b.next_invocation()).collect();
+        let sent: Vec<i64> = calls
+            .iter()
+            .filter(|c| c.f.as_str() == "broadcast")
+            .map(|c| c.value.as_int().unwrap())
+            .collect();
+        assert_eq!(
+            sent,
+            (1..=sent.len() as i64).collect::<Vec<_>>(),
+            "unique, in order"
+        );
+        assert!(calls.iter().any(|c| c.f == F::Read && c.key.is_none()));
+        let mut e = MaelstromWorkload::new(2, MaelstromOps::Echo);
+        assert_ne!(e.next_invocation(), e.next_invocation());
+    }
+
+    #[test]
+    fn a_key_offset_moves_keys_and_gives_the_inner_source_its_own_back() {
+        let inner = Shared(Arc::new(Mutex::new(TxnWorkload::new(
+            1,
+            TxnKind::ListAppend,
+            TxnConfig::default(),
+        ))));
+        let mut shifted = KeyOffset {
+            inner: Box::new(inner),
+            base: 1_000,
+        };
+        let call = shifted.next_invocation();
+        let Value::Txn(mops) = &call.value else {
+            panic!("{call:?}")
+        };
+        assert!(
+            mops.iter()
+                .all(|m| matches!(m.key, Key::Int(k) if (1_000..1_005).contains(&k)))
+        );
+        shifted.completed(&call, OpType::Ok);
     }
 }

@@ -20,4 +20,5 @@ pub mod report_html;
 pub mod run;
 pub mod serve;
 pub mod store;
+pub mod target;
 pub mod timeline;

@@ -68,6 +68,9 @@ pub fn summary(results: &Results) -> String {
         "{:.0} ok ops/s over {:.1} s · latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms · {} faults injected\n",
         s.ok_per_s, s.duration_s, s.latency_ms.p50, s.latency_ms.p99, s.latency_ms.max, results.faults_injected
     ));
+    if let Some(net) = &results.net_stats {
+        out.push_str(&format!("{}\n", net.line()));
+    }
     out.push_str(&format!("{verdict_table}\n"));
     for v in results.checker.values() {
         for line in v.explanation.iter().take(20) {

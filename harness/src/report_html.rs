@@ -893,6 +893,7 @@ mod tests {
                 design: None,
                 net: "proxy",
                 net_why: evil.into(),
+                target_options: None,
             },
             checker: [("linearizable".to_string(), verdict)]
                 .into_iter()
@@ -900,6 +901,7 @@ mod tests {
             stats: checkers::stats::stats(&history()),
             faults_injected: 2,
             warnings: vec![evil.into()],
+            net_stats: None,
         };
         let page = render(&results, &history(), &[format!("n1{evil}.log")]);
         // The only script on the page is the render check.

@@ -23,12 +23,13 @@ use crate::fabric::grudge::Shape;
 use crate::fabric::{Fabric, NetMode};
 use crate::generator::{
     ConflictsWorkload, RegisterConfig, RegisterWorkload, RollingKeys, SessionConfig,
-    SessionWorkload, SetWorkload, Shared, SharedRegister, Source,
+    SessionWorkload, SetWorkload, Shared, SharedRegister, Source, TxnConfig, TxnKind, TxnWorkload,
 };
 use crate::ledger::{Ledger, Resource};
 use crate::nemesis::{self, NemesisConfig, NemesisSpec};
 use crate::recorder::{Event, Recorder};
 use crate::store;
+use crate::target::TargetOptions;
 
 /// Replication mode of the refnode cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -134,6 +135,11 @@ pub enum Workload {
     Conflicts,
     /// Adds, removals and reads of a set per key (multi-leader, leaderless).
     Set,
+    /// Elle-style transactions appending unique values to lists and reading them whole
+    /// (etcd, PostgreSQL), checked for the consistency model the target promises.
+    ListAppend,
+    /// Elle-style transactions writing unique values to registers and reading them.
+    RwRegister,
 }
 
 impl Workload {
@@ -143,6 +149,8 @@ impl Workload {
             Workload::Session => "session",
             Workload::Conflicts => "conflicts",
             Workload::Set => "set",
+            Workload::ListAppend => "list-append",
+            Workload::RwRegister => "rw-register",
         }
     }
 
@@ -168,6 +176,8 @@ impl Workload {
                 CheckerKind::Siblings,
             ],
             Workload::Set => vec![CheckerKind::Convergence, CheckerKind::SetAddWins],
+            Workload::ListAppend => vec![CheckerKind::ListAppend],
+            Workload::RwRegister => vec![CheckerKind::RwRegister],
         }
     }
 }
@@ -180,8 +190,10 @@ impl FromStr for Workload {
             "session" => Ok(Workload::Session),
             "conflicts" => Ok(Workload::Conflicts),
             "set" => Ok(Workload::Set),
+            "list-append" => Ok(Workload::ListAppend),
+            "rw-register" => Ok(Workload::RwRegister),
             other => Err(format!(
-                "unknown workload {other:?}; expected register, session, conflicts or set"
+                "unknown workload {other:?}; expected register, session, conflicts, set, list-append or rw-register"
             )),
         }
     }
@@ -301,6 +313,8 @@ pub struct RunConfig {
     /// How long the cluster gets, after the workload and the last fault, before the final
     /// reads of every key at every node.
     pub settle: Duration,
+    /// The system under test and its options (refnode unless `--target` says otherwise).
+    pub target: TargetOptions,
 }
 
 impl RunConfig {
@@ -336,11 +350,16 @@ impl RunConfig {
             design: DesignOptions::default(),
             checkers: None,
             settle: Duration::from_secs(2),
+            target: TargetOptions::default(),
         }
     }
 
     /// Combinations the flags allow but the cluster cannot run.
     pub fn validate(&self) -> Result<(), String> {
+        self.target.validate(self.workload, &self.nemesis)?;
+        if !self.target.is_refnode() {
+            return Ok(());
+        }
         let d = &self.design;
         if self.replication == Replication::Leaderless {
             if d.n == 0 || d.n > self.nodes {
@@ -377,12 +396,15 @@ impl RunConfig {
     pub fn checker_kinds(&self) -> Vec<CheckerKind> {
         self.checkers
             .clone()
-            .unwrap_or_else(|| self.workload.default_checkers())
+            .unwrap_or_else(|| self.target.default_checkers(self.workload))
     }
 }
 
 impl RunConfig {
     pub fn test_name(&self) -> String {
+        if !self.target.is_refnode() {
+            return self.target.test_name(self.workload, &self.nemesis);
+        }
         format!(
             "refnode-{}-{}{}-{}",
             self.workload.as_str(),
@@ -397,6 +419,9 @@ impl RunConfig {
 
     /// The command that repeats this run.
     pub fn command(&self) -> String {
+        if !self.target.is_refnode() {
+            return self.adapter_command();
+        }
         let mut extra = String::new();
         if self.net != NetMode::Auto {
             extra.push_str(&format!(" --net {}", self.net.as_str()));
@@ -486,6 +511,47 @@ impl RunConfig {
         base + &extra
     }
 
+    /// The repeat command of a run against an adapter: the target's flags and the ones
+    /// every run has.
+    fn adapter_command(&self) -> String {
+        let mut out = format!("splitbrain run {}", self.target.flags());
+        if !self.target.external() {
+            out.push_str(&format!(" --nodes {}", self.nodes));
+        }
+        if self.target.target != crate::target::Target::Maelstrom {
+            out.push_str(&format!(" --workload {}", self.workload.as_str()));
+        }
+        out.push_str(&format!(
+            " --nemesis {} --nemesis-interval {} --concurrency {} --time-limit {} --rate {} --op-timeout-ms {} --seed {} --store {}",
+            self.nemesis.flag(),
+            self.nemesis_interval.as_secs_f64(),
+            self.concurrency,
+            self.time_limit.as_secs_f64(),
+            self.rate,
+            self.op_timeout.as_millis(),
+            self.seed,
+            self.store.display()
+        ));
+        if self.net != NetMode::Auto {
+            out.push_str(&format!(" --net {}", self.net.as_str()));
+        }
+        if self.nemesis.net_needs().partition && self.partition_shapes != Shape::ALL.to_vec() {
+            let shapes: Vec<&str> = self.partition_shapes.iter().map(|s| s.as_str()).collect();
+            out.push_str(&format!(" --partition-shapes {}", shapes.join(",")));
+        }
+        if self.nemesis.net_needs().loss {
+            out.push_str(&format!(" --loss-percent {}", self.loss_percent));
+        }
+        if let Some(kinds) = &self.checkers {
+            let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+            out.push_str(&format!(" --checkers {}", names.join(",")));
+        }
+        if self.settle != Duration::from_secs(2) {
+            out.push_str(&format!(" --settle {}", self.settle.as_secs_f64()));
+        }
+        out
+    }
+
     /// Faults stop this long before the end, so the cluster can recover under load and a
     /// lost write shows up in the reads that follow.
     fn recovery(&self) -> Duration {
@@ -507,6 +573,9 @@ pub struct Results {
     pub stats: checkers::stats::Stats,
     pub faults_injected: usize,
     pub warnings: Vec<String>,
+    /// Maelstrom targets: the network statistics of the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net_stats: Option<crate::target::NetSummary>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -530,6 +599,9 @@ pub struct ConfigSummary {
     /// The fabric the run used (`direct`, `proxy` or `netns`) and why.
     pub net: &'static str,
     pub net_why: String,
+    /// Adapters: the target's options and the models the transactional checkers checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_options: Option<crate::target::TargetSummary>,
 }
 
 /// Runs the test end to end and writes its store directory. Errors are setup failures (the
@@ -544,11 +616,15 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         dir.display()
     );
     let ledger = Arc::new(Ledger::create(&dir)?);
-    let node_names: Vec<String> = (1..=config.nodes).map(|i| format!("n{i}")).collect();
+    let node_names = config.target.node_names(config.nodes);
+    let net = config
+        .target
+        .net_mode(config.net, config.nemesis.net_needs())
+        .map_err(anyhow::Error::msg)?;
     // Declared before the cluster, so that on unwinding the cluster's processes die first
     // and the fabric (namespaces, proxies) goes after them.
     let fabric = Fabric::build(
-        config.net,
+        net,
         config.nemesis.net_needs(),
         &node_names,
         Arc::clone(&ledger),
@@ -556,52 +632,55 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         config.seed,
     )
     .await?;
+    let fabric = match fabric.namespaces() {
+        Some(ns) if net != config.net => {
+            let why = format!(
+                "{} cannot sit behind the userspace proxy, so each node runs in its own namespace; subnet {} on bridge {}",
+                config.target.target.as_str(),
+                ns.subnet(),
+                ns.bridge()
+            );
+            fabric.because(why)
+        }
+        _ => fabric,
+    };
     eprintln!("splitbrain: network: {} ({})", fabric.kind(), fabric.why());
-    let cluster = Arc::new(RefnodeCluster::new(RefnodeConfig {
-        binary: config.refnode_bin.clone(),
-        node_count: config.nodes,
-        replication: config.replication.as_str().to_string(),
-        failover: config.failover.as_str().to_string(),
-        read_routing: config.read_routing,
-        dir: dir.clone(),
-        heartbeat_ms: 100,
-        failover_timeout_ms: 1000,
-        sync_timeout_ms: 1000,
-        network: fabric.node_network(),
-        log: config.log.as_str().to_string(),
-        topology: config.design.topology.clone(),
-        conflict: config.design.conflict.clone(),
-        home_leader_routing: config.design.home_leader_routing,
-        n: config.design.n,
-        w: config.design.w,
-        r: config.design.r,
-        read_repair: config.design.read_repair,
-        anti_entropy: config.design.anti_entropy,
-        sloppy_quorum: config.design.sloppy_quorum,
-        ..RefnodeConfig::default()
-    })?);
-    let db: Arc<dyn Db> = Arc::new(FabricDb {
-        cluster: Arc::clone(&cluster),
-        client_addrs: fabric.client_addrs(),
-        read_routing: config.read_routing,
-        writes_at_own_node: !config.replication.single_leader(),
-    });
+    let (db, cluster, maelstrom) = if config.target.is_refnode() {
+        let cluster = refnode_cluster(&config, &fabric, &dir)?;
+        let db: Arc<dyn Db> = Arc::new(FabricDb {
+            cluster: Arc::clone(&cluster),
+            client_addrs: fabric.client_addrs(),
+            read_routing: config.read_routing,
+            writes_at_own_node: !config.replication.single_leader(),
+        });
+        (db, Some(cluster), None)
+    } else {
+        let adapter = crate::target::build(&config, &fabric, &dir)?;
+        (adapter.db, None, adapter.maelstrom)
+    };
     config
         .nemesis
         .check_capabilities(db.as_ref(), &config.partition_shapes)
         .map_err(anyhow::Error::msg)?;
     let started = tokio::select! {
-        r = cluster.start(Duration::from_secs(20)) => r,
+        r = db.start(config.target.start_timeout()) => r,
         _ = stop.wait_for(|s| *s) => Err(anyhow::anyhow!("interrupted while the cluster was starting")),
     };
     if let Err(e) = started {
-        cluster.teardown().await;
+        db.teardown().await;
         return Err(e.context(format!("node logs are in {}", dir.display())));
     }
+    let cluster_text = if config.target.is_refnode() {
+        format!(
+            "{} refnodes ({} replication)",
+            config.nodes,
+            config.replication.as_str()
+        )
+    } else {
+        config.target.describe(config.nodes)
+    };
     eprintln!(
-        "splitbrain: cluster of {} refnodes ({} replication) is up; running {} clients for {} s at {} ops/s, nemesis {}",
-        config.nodes,
-        config.replication.as_str(),
+        "splitbrain: cluster of {cluster_text} is up; running {} clients for {} s at {} ops/s, nemesis {}",
         config.concurrency,
         config.time_limit.as_secs_f64(),
         config.rate,
@@ -614,7 +693,7 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         .with_context(|| format!("cannot create {}", history_path.display()))?;
     let end = start + config.time_limit;
     let faults_end = end - config.recovery();
-    let mut sources = workload_sources(&config);
+    let mut sources = crate::target::sources(&config, workload_sources);
     let keys_used: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
 
     let progress = crate::progress::Progress::start(
@@ -671,11 +750,18 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
     }
     drop(progress);
     let interrupted = *stop.borrow();
-    if !interrupted && config.workload != Workload::Register {
+    if let Some(cluster) = &cluster
+        && !interrupted
+        && config.workload != Workload::Register
+    {
         let keys = keys_used.lock().expect("keys lock").clone();
-        final_reads(&config, &cluster, &db, &recorder, &keys, stop.clone()).await;
+        final_reads(&config, cluster, &db, &recorder, &keys, stop.clone()).await;
     }
-    cluster.teardown().await;
+    if !interrupted && crate::target::wants_final_reads(&config.target) {
+        read_every_node(&config, &db, &recorder, stop.clone()).await;
+    }
+    db.teardown().await;
+    let net_stats = maelstrom.as_ref().map(|h| h.net_stats().into());
     fabric.teardown();
     let _ = ledger.record(&Resource::Released);
     drop(recorder);
@@ -701,7 +787,7 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         time_limit: config.check_time_limit,
         memory_limit_bytes: None,
         no_partition: false,
-        consistency_models: Vec::new(),
+        consistency_models: config.target.models(),
     };
     let kinds = config.checker_kinds();
     let (linearizable, others): (Vec<CheckerKind>, Vec<CheckerKind>) = kinds
@@ -741,7 +827,7 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         store: dir.clone(),
         interrupted,
         config: ConfigSummary {
-            target: "refnode",
+            target: config.target.target.as_str(),
             nodes: config.nodes,
             replication: config.replication,
             failover: config.failover,
@@ -757,16 +843,49 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
             design: (!config.replication.single_leader()).then(|| config.design.clone()),
             net: fabric.kind(),
             net_why: fabric.why().to_string(),
+            target_options: config.target.summary(&config.checker_kinds()),
         },
         checker: verdicts,
         stats: checkers::stats::stats(&history),
         faults_injected,
         warnings,
+        net_stats,
     };
     write_results(&dir, &results)?;
     crate::report_html::write(&dir, &results, &history)?;
     crate::junit::write_run(&dir, &results)?;
     Ok(results)
+}
+
+/// The reference-node cluster of a `--target refnode` run, on the fabric's network.
+fn refnode_cluster(
+    config: &RunConfig,
+    fabric: &Fabric,
+    dir: &Path,
+) -> anyhow::Result<Arc<RefnodeCluster>> {
+    Ok(Arc::new(RefnodeCluster::new(RefnodeConfig {
+        binary: config.refnode_bin.clone(),
+        node_count: config.nodes,
+        replication: config.replication.as_str().to_string(),
+        failover: config.failover.as_str().to_string(),
+        read_routing: config.read_routing,
+        dir: dir.to_path_buf(),
+        heartbeat_ms: 100,
+        failover_timeout_ms: 1000,
+        sync_timeout_ms: 1000,
+        network: fabric.node_network(),
+        log: config.log.as_str().to_string(),
+        topology: config.design.topology.clone(),
+        conflict: config.design.conflict.clone(),
+        home_leader_routing: config.design.home_leader_routing,
+        n: config.design.n,
+        w: config.design.w,
+        r: config.design.r,
+        read_repair: config.design.read_repair,
+        anti_entropy: config.design.anti_entropy,
+        sloppy_quorum: config.design.sloppy_quorum,
+        ..RefnodeConfig::default()
+    })?))
 }
 
 /// The cluster as the workers and the nemesis see it: clients reach the nodes through the
@@ -944,6 +1063,21 @@ fn workload_sources(config: &RunConfig) -> Vec<Box<dyn Source>> {
                 .map(|_| Box::new(Shared(Arc::clone(&shared))) as Box<dyn Source>)
                 .collect()
         }
+        Workload::ListAppend | Workload::RwRegister => {
+            let kind = if config.workload == Workload::ListAppend {
+                TxnKind::ListAppend
+            } else {
+                TxnKind::RwRegister
+            };
+            let shared = Arc::new(Mutex::new(TxnWorkload::new(
+                config.seed,
+                kind,
+                TxnConfig::default(),
+            )));
+            (0..workers)
+                .map(|_| Box::new(Shared(Arc::clone(&shared))) as Box<dyn Source>)
+                .collect()
+        }
         Workload::Set => {
             let shared = Arc::new(Mutex::new(SetWorkload::new(
                 config.seed,
@@ -1083,6 +1217,44 @@ async fn final_reads(
                 error,
             );
         }
+    }
+}
+
+/// After the workload of a set-like Maelstrom run: let the nodes settle, then read once at
+/// every node (the broadcast checker's final reads). Every call is bounded by the op timeout.
+async fn read_every_node(
+    config: &RunConfig,
+    db: &Arc<dyn Db>,
+    recorder: &Recorder,
+    mut stop: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        () = tokio::time::sleep(config.settle) => {}
+        _ = stop.wait_for(|s| *s) => return,
+    }
+    let nodes = db.nodes().len();
+    eprintln!("splitbrain: final reads at {nodes} nodes");
+    for process in crate::target::final_read_processes(FINAL_PROCESS, nodes) {
+        if *stop.borrow() {
+            return;
+        }
+        let call = Invocation {
+            f: F::Read,
+            key: None,
+            value: Value::Nil,
+        };
+        let event = |kind, value, node, error| Event {
+            process: Process::Client(process),
+            kind,
+            f: F::Read,
+            key: None,
+            value,
+            node,
+            error,
+        };
+        recorder.record(event(OpType::Invoke, Value::Nil, None, None));
+        let done = db.client(process).invoke(&call, config.op_timeout).await;
+        recorder.record(event(done.kind, done.value, done.node, done.error));
     }
 }
 

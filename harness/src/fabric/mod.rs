@@ -299,6 +299,13 @@ impl Fabric {
         &self.why
     }
 
+    /// The same fabric, with the account of why it was chosen given by a caller that made
+    /// the choice itself.
+    pub fn because(mut self, why: String) -> Fabric {
+        self.why = why;
+        self
+    }
+
     /// Listen addresses, peer routes and launchers for the cluster, `None` for `direct`.
     pub fn node_network(&self) -> Option<NodeNetwork> {
         self.network.clone()

@@ -14,20 +14,32 @@ pub fn splitbrain() -> PathBuf {
 /// crate's tests are built, build it here rather than fail for a reason unrelated to the test.
 pub fn refnode() -> PathBuf {
     static BUILD: Once = Once::new();
-    let path = splitbrain().with_file_name("refnode");
-    BUILD.call_once(|| {
+    target_bin("refnode", &BUILD)
+}
+
+/// The example Maelstrom node beside splitbrain, built like [`refnode`].
+pub fn maelstrom_example() -> PathBuf {
+    static BUILD: Once = Once::new();
+    target_bin("maelstrom-echo-broadcast", &BUILD)
+}
+
+fn target_bin(name: &str, build: &Once) -> PathBuf {
+    let path = splitbrain().with_file_name(name);
+    build.call_once(|| {
         if !path.is_file() {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-p", "targets", "--bin", "refnode"]);
+            cmd.args(["build", "-p", "targets", "--bin", name]);
             if !cfg!(debug_assertions) {
                 cmd.arg("--release");
             }
-            let status = cmd.status().expect("cannot run cargo to build refnode");
-            assert!(status.success(), "building refnode failed");
+            let status = cmd
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run cargo to build {name}: {e}"));
+            assert!(status.success(), "building {name} failed");
         }
     });
-    assert!(path.is_file(), "refnode not found at {}", path.display());
+    assert!(path.is_file(), "{name} not found at {}", path.display());
     path
 }
 
