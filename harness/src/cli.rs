@@ -222,14 +222,14 @@ struct RunArgs {
     #[arg(long, default_value_t = 2)]
     r: usize,
     /// Leaderless: repair stale replicas seen by a read.
-    #[arg(long, default_value = "on", value_parser = on_off)]
+    #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     read_repair: bool,
     /// Leaderless: compare replicas in the background (Merkle trees) and copy what differs.
-    #[arg(long, default_value = "on", value_parser = on_off)]
+    #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     anti_entropy: bool,
     /// Leaderless: when home replicas are unreachable, write to other nodes with a hint and
     /// hand the write off after heal.
-    #[arg(long, default_value = "off", value_parser = on_off)]
+    #[arg(long, default_value = "off", value_parser = on_off, action = clap::ArgAction::Set)]
     sloppy_quorum: bool,
 }
 
