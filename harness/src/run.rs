@@ -31,6 +31,53 @@ use crate::recorder::{Event, Recorder};
 use crate::store;
 use crate::target::TargetOptions;
 
+/// `as_str` and `FromStr` for an enum of flag values, from one list of names (the kebab-case
+/// names serde also writes into `results.json`).
+macro_rules! flag_values {
+    ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<$ty, String> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    other => Err(format!(
+                        "unknown {} {other:?}; expected one of {}",
+                        $what,
+                        [$($name),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+flag_values!(Replication, "replication", {
+    Sync => "sync",
+    SemiSync => "semi-sync",
+    Async => "async",
+    Chain => "chain",
+    MultiLeader => "multi-leader",
+    Leaderless => "leaderless",
+});
+flag_values!(Failover, "failover", { Naive => "naive", Fenced => "fenced" });
+flag_values!(Workload, "workload", {
+    Register => "register",
+    Session => "session",
+    Conflicts => "conflicts",
+    Set => "set",
+    ListAppend => "list-append",
+    RwRegister => "rw-register",
+});
+flag_values!(LogKind, "log", { Logical => "logical", Statement => "statement" });
+
 /// Replication mode of the refnode cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -51,39 +98,9 @@ pub enum Replication {
 }
 
 impl Replication {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Replication::Sync => "sync",
-            Replication::Async => "async",
-            Replication::SemiSync => "semi-sync",
-            Replication::Chain => "chain",
-            Replication::MultiLeader => "multi-leader",
-            Replication::Leaderless => "leaderless",
-        }
-    }
-}
-
-impl Replication {
     /// Whether one leader orders every write (the designs with failover and read routing).
     pub fn single_leader(self) -> bool {
         !matches!(self, Replication::MultiLeader | Replication::Leaderless)
-    }
-}
-
-impl FromStr for Replication {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Replication, String> {
-        match s {
-            "sync" => Ok(Replication::Sync),
-            "async" => Ok(Replication::Async),
-            "semi-sync" => Ok(Replication::SemiSync),
-            "chain" => Ok(Replication::Chain),
-            "multi-leader" => Ok(Replication::MultiLeader),
-            "leaderless" => Ok(Replication::Leaderless),
-            other => Err(format!(
-                "unknown replication {other:?}; expected sync, semi-sync, async, chain, multi-leader or leaderless"
-            )),
-        }
     }
 }
 
@@ -96,28 +113,6 @@ pub enum Failover {
     Naive,
     /// Raft-style terms, majority votes and commit, and fencing of a leader without a majority.
     Fenced,
-}
-
-impl Failover {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Failover::Naive => "naive",
-            Failover::Fenced => "fenced",
-        }
-    }
-}
-
-impl FromStr for Failover {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Failover, String> {
-        match s {
-            "naive" => Ok(Failover::Naive),
-            "fenced" => Ok(Failover::Fenced),
-            other => Err(format!(
-                "unknown failover {other:?}; expected naive or fenced"
-            )),
-        }
-    }
 }
 
 /// The workload the clients run.
@@ -143,17 +138,6 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Workload::Register => "register",
-            Workload::Session => "session",
-            Workload::Conflicts => "conflicts",
-            Workload::Set => "set",
-            Workload::ListAppend => "list-append",
-            Workload::RwRegister => "rw-register",
-        }
-    }
-
     /// The checkers a run of this workload uses unless `--checkers` says otherwise.
     pub fn default_checkers(self) -> Vec<CheckerKind> {
         match self {
@@ -182,23 +166,6 @@ impl Workload {
     }
 }
 
-impl FromStr for Workload {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Workload, String> {
-        match s {
-            "register" => Ok(Workload::Register),
-            "session" => Ok(Workload::Session),
-            "conflicts" => Ok(Workload::Conflicts),
-            "set" => Ok(Workload::Set),
-            "list-append" => Ok(Workload::ListAppend),
-            "rw-register" => Ok(Workload::RwRegister),
-            other => Err(format!(
-                "unknown workload {other:?}; expected register, session, conflicts, set, list-append or rw-register"
-            )),
-        }
-    }
-}
-
 /// What the single-leader designs replicate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -207,28 +174,6 @@ pub enum LogKind {
     Logical,
     /// The statement text, evaluated again by every replica (`now()`, `rand()` diverge).
     Statement,
-}
-
-impl LogKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogKind::Logical => "logical",
-            LogKind::Statement => "statement",
-        }
-    }
-}
-
-impl FromStr for LogKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<LogKind, String> {
-        match s {
-            "logical" => Ok(LogKind::Logical),
-            "statement" => Ok(LogKind::Statement),
-            other => Err(format!(
-                "unknown log {other:?}; expected logical or statement"
-            )),
-        }
-    }
 }
 
 /// The options of the multi-leader and leaderless designs.

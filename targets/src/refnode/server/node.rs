@@ -2291,11 +2291,7 @@ impl Node {
         if self.cfg.failover != Failover::Fenced || epoch < self.epoch || self.joining {
             return false;
         }
-        let leader_alive = match self.role {
-            Role::Leader => self.lease_holds(now_ms),
-            Role::Follower => now_ms < self.leader_contact_ms + self.cfg.failover_timeout_ms,
-            Role::Candidate => false,
-        };
+        let leader_alive = self.leader_alive(now_ms);
         let mine = (self.log.last_epoch(), self.log.last_index());
         let grant = !leader_alive && candidate_last >= mine;
         if !grant {
@@ -2314,6 +2310,38 @@ impl Node {
         grant
     }
 
+    /// Whether this node hears a leader (or, leading, holds its lease): then it votes for
+    /// nobody, so a node that was merely cut off cannot depose a working leader.
+    fn leader_alive(&self, now_ms: u64) -> bool {
+        match self.role {
+            Role::Leader => self.lease_holds(now_ms),
+            Role::Follower => now_ms < self.leader_contact_ms + self.cfg.failover_timeout_ms,
+            Role::Candidate => false,
+        }
+    }
+
+    /// A voter that answered from a later epoch: follow it into that epoch (with no known
+    /// leader). Returns whether it did.
+    fn adopt_voters_epoch(
+        &mut self,
+        from: &str,
+        epoch: u64,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> bool {
+        if epoch <= self.epoch {
+            return false;
+        }
+        self.adopt(
+            epoch,
+            None,
+            &format!("{from} is at epoch {epoch}"),
+            now_ms,
+            fx,
+        );
+        true
+    }
+
     fn on_pre_vote_reply(
         &mut self,
         from: &str,
@@ -2327,14 +2355,7 @@ impl Node {
         }
         // A voter past this node's epoch: catch up with it (this node has no leader anyway)
         // and ask again at the next timeout.
-        if epoch > self.epoch {
-            self.adopt(
-                epoch,
-                None,
-                &format!("{from} is at epoch {epoch}"),
-                now_ms,
-                fx,
-            );
+        if self.adopt_voters_epoch(from, epoch, now_ms, fx) {
             return;
         }
         if !granted {
@@ -2409,11 +2430,7 @@ impl Node {
             ));
             return false;
         }
-        let leader_alive = match self.role {
-            Role::Leader => self.lease_holds(now_ms),
-            Role::Follower => now_ms < self.leader_contact_ms + self.cfg.failover_timeout_ms,
-            Role::Candidate => false,
-        };
+        let leader_alive = self.leader_alive(now_ms);
         if leader_alive {
             fx.log.push(format!(
                 "not voting for {from} in epoch {epoch}: a leader was heard within the failover timeout"
@@ -2464,14 +2481,7 @@ impl Node {
         if self.cfg.failover != Failover::Fenced {
             return;
         }
-        if epoch > self.epoch {
-            self.adopt(
-                epoch,
-                None,
-                &format!("{from} is at epoch {epoch}"),
-                now_ms,
-                fx,
-            );
+        if self.adopt_voters_epoch(from, epoch, now_ms, fx) {
             return;
         }
         if self.role != Role::Candidate || epoch != self.epoch || !granted {
