@@ -1130,11 +1130,21 @@ async fn final_reads(
         }
         .into(),
     );
+    // Leaderless with more nodes than replicas per key: only a key's home replicas are meant
+    // to hold it (a stand-in's hinted copy goes away with the handoff).
+    let ring = (config.replication == Replication::Leaderless)
+        .then(|| targets::refnode::server::ring::Ring::new(&cluster.nodes()));
     for (i, node) in cluster.nodes().into_iter().enumerate() {
         let process = FINAL_PROCESS + 1_000 + i as u64;
         for &key in keys {
             if *stop.borrow() {
                 return;
+            }
+            if ring
+                .as_ref()
+                .is_some_and(|r| !r.is_home(key, config.design.n, &node))
+            {
+                continue;
             }
             record(
                 process,
