@@ -437,6 +437,8 @@ pub struct RunOutcome {
     pub checkers: BTreeMap<String, Validity>,
     /// The staleness checker's p99 lag of stale reads, in milliseconds.
     pub stale_p99_ms: Option<u64>,
+    /// The most values one read returned, when the siblings checker ran.
+    pub max_siblings: Option<u64>,
     /// Client operations the run recorded.
     pub ops: u64,
 }
@@ -595,6 +597,10 @@ pub async fn run_cells(
                             .checker
                             .get("staleness")
                             .map(|v| v.details["ms_behind"]["p99"].as_u64().unwrap_or(0)),
+                        max_siblings: results
+                            .checker
+                            .get("siblings")
+                            .map(|v| v.details["max"].as_u64().unwrap_or(0)),
                         ops: results.stats.total.invoke,
                     }
                 }
@@ -609,6 +615,7 @@ pub async fn run_cells(
                     summary: String::new(),
                     checkers: BTreeMap::new(),
                     stale_p99_ms: None,
+                    max_siblings: None,
                     ops: 0,
                 },
             };
@@ -738,6 +745,7 @@ pub fn guarantee_matrix(file: &CampaignFile, results: &[(Cell, Vec<RunOutcome>)]
                             nemesis: cell.nemesis.clone(),
                             verdicts: r.checkers.clone(),
                             stale_p99_ms: r.stale_p99_ms,
+                            max_siblings: r.max_siblings,
                             ops: r.ops,
                             store: r.store.clone()?,
                         })
@@ -909,6 +917,7 @@ expect = { kill = ["invalid", "unknown"] }
             summary: "linearizable: INVALID (p1 read)".into(),
             checkers: BTreeMap::new(),
             stale_p99_ms: None,
+            max_siblings: None,
             ops: 10,
         };
         let results = vec![

@@ -54,6 +54,8 @@ pub struct RunFacts {
     pub verdicts: BTreeMap<String, Validity>,
     /// The staleness checker's p99 lag of stale reads, in milliseconds.
     pub stale_p99_ms: Option<u64>,
+    /// The most values one read returned (the siblings checker).
+    pub max_siblings: Option<u64>,
     /// Client operations in the history: the size of the run's counterexample.
     pub ops: u64,
     /// The run's store directory.
@@ -102,6 +104,8 @@ pub struct MatrixRow {
     pub cells: Vec<MatrixCell>,
     /// The worst run's staleness p99 (over its stale reads), in milliseconds.
     pub stale_p99_ms: Option<u64>,
+    /// The most siblings any read of any run returned.
+    pub max_siblings: Option<u64>,
 }
 
 /// The whole matrix.
@@ -155,6 +159,7 @@ impl Matrix {
                     config: config.clone(),
                     cells,
                     stale_p99_ms: runs.iter().filter_map(|r| r.stale_p99_ms).max(),
+                    max_siblings: runs.iter().filter_map(|r| r.max_siblings).max(),
                 }
             })
             .collect();
@@ -184,6 +189,10 @@ impl Matrix {
         let mut header = vec!["configuration".to_string()];
         header.extend(self.columns.iter().cloned());
         header.push("p99 staleness (worst run)".into());
+        let siblings = self.rows.iter().any(|r| r.max_siblings.is_some());
+        if siblings {
+            header.push("max siblings".into());
+        }
         b.push_record(header);
         for row in &self.rows {
             let mut record = vec![row.config.clone()];
@@ -195,6 +204,9 @@ impl Matrix {
                 });
             }
             record.push(row.stale_p99_ms.map_or("-".into(), |ms| format!("{ms} ms")));
+            if siblings {
+                record.push(row.max_siblings.map_or("-".into(), |n| n.to_string()));
+            }
             b.push_record(record);
         }
         let mut t = b.build();
@@ -219,7 +231,12 @@ impl Matrix {
         for c in &self.columns {
             out.push_str(&format!("<th>{}</th>", escape(c)));
         }
-        out.push_str("<th>p99 staleness (worst run)</th></tr>");
+        let siblings = self.rows.iter().any(|r| r.max_siblings.is_some());
+        out.push_str("<th>p99 staleness (worst run)</th>");
+        if siblings {
+            out.push_str("<th>max siblings</th>");
+        }
+        out.push_str("</tr>");
         for row in &self.rows {
             out.push_str(&format!("<tr><th>{}</th>", escape(&row.config)));
             for cell in &row.cells {
@@ -248,9 +265,16 @@ impl Matrix {
                 out.push_str(&format!("<td class=\"{class}{mismatch}\">{text}</td>"));
             }
             out.push_str(&format!(
-                "<td>{}</td></tr>",
+                "<td>{}</td>",
                 row.stale_p99_ms.map_or("-".into(), |ms| format!("{ms} ms"))
             ));
+            if siblings {
+                out.push_str(&format!(
+                    "<td>{}</td>",
+                    row.max_siblings.map_or("-".into(), |n| n.to_string())
+                ));
+            }
+            out.push_str("</tr>");
         }
         out.push_str("</table></body></html>\n");
         out
@@ -330,6 +354,7 @@ mod tests {
             nemesis: "kill".into(),
             verdicts: verdicts.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             stale_p99_ms: Some(seed * 10),
+            max_siblings: (seed == 2).then_some(3),
             ops,
             store: PathBuf::from(format!("store/run-{seed}")),
         }
@@ -405,6 +430,8 @@ mod tests {
         assert_eq!(m.rows[0].cells[1].text(), "held (3/3)");
         assert_eq!(m.rows[1].cells[1].text(), "unknown (1/1)");
         assert_eq!(m.rows[0].stale_p99_ms, Some(30), "the worst of 10, 20, 30");
+        assert_eq!(m.rows[0].max_siblings, Some(3));
+        assert!(m.table().contains("max siblings"), "{}", m.table());
     }
 
     #[test]
