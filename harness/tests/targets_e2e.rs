@@ -271,8 +271,9 @@ fn etcd_serializable_reads_at_a_cut_off_member_are_stale_and_linearizable_reads_
         eprintln!("skipped: network namespaces are not available here: {why}");
         return;
     }
-    // One partition from 4 s to 8 s (faults end 4 s before the 16 s limit); six clients,
-    // two bound to each member.
+    // One partition from 5 s to 10 s (faults end 4 s before the 16 s limit). Nine clients,
+    // three bound to each member: a client bound to the cut-off member spends most of the
+    // partition waiting out its writes there, so more of them make more reads.
     let args = |reads: &'static str| {
         [
             "--target",
@@ -286,13 +287,13 @@ fn etcd_serializable_reads_at_a_cut_off_member_are_stale_and_linearizable_reads_
             "--partition-shapes",
             "one",
             "--nemesis-interval",
-            "8",
+            "10",
             "--concurrency",
-            "6",
+            "9",
             "--time-limit",
             "16",
             "--rate",
-            "100",
+            "150",
             "--seed",
             "1",
         ]
@@ -308,16 +309,21 @@ fn etcd_serializable_reads_at_a_cut_off_member_are_stale_and_linearizable_reads_
             assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
             assert_eq!(linearizable["valid"], json!(false), "{results:#}");
             assert!(during.ok_at_cut_off > 0, "{during:?}");
-            // Every key that cannot be linearized is pinned on a read the cut-off member
-            // answered.
+            // Every key that cannot be linearized is pinned on a read, and some on a read the
+            // cut-off member answered. Not all: a write the cut-off member took and never
+            // answered (`info`) may be placed to explain its stale read, and the
+            // contradiction then surfaces at a later read elsewhere.
             let keys = linearizable["details"]["partitions"].as_array().unwrap();
-            assert!(!keys.is_empty(), "{linearizable:#}");
+            let mut at_cut_off = 0;
             for key in keys {
                 let culprit = &key["culprit"];
                 let completion = &history[culprit["complete_index"].as_u64().unwrap() as usize];
                 assert_eq!(culprit["f"], json!("read"), "{culprit:#}");
-                assert_eq!(completion["node"], json!(during.member), "{completion:#}");
+                if completion["node"] == json!(during.member) {
+                    at_cut_off += 1;
+                }
             }
+            assert!(at_cut_off > 0, "{linearizable:#}");
         } else {
             assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
             assert_eq!(linearizable["valid"], json!(true), "{results:#}");
