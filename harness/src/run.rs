@@ -121,9 +121,10 @@ pub enum Failover {
 pub enum Workload {
     /// read / write / cas on integer registers by key, checked for linearizability.
     Register,
-    /// One writer per key writing 1, 2, 3, ...; everybody reads; a few `exec` statements
-    /// (`set now()`, `set rand()`) on keys of their own. Checked for linearizability, the
-    /// session guarantees, lost writes, convergence of the replicas and staleness.
+    /// One writer per key writing 1, 2, 3, ...; everybody reads; on refnode, a few `exec`
+    /// statements (`set now()`, `set rand()`) on keys of their own. Checked for
+    /// linearizability, the session guarantees, lost writes, staleness and (refnode, whose
+    /// nodes are read one by one at the end) convergence of the replicas.
     Session,
     /// Every client writes unique values to the same few keys and reads them: concurrent
     /// writes meet, and the design's conflict resolution shows (multi-leader, leaderless).
@@ -695,12 +696,23 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
     }
     drop(progress);
     let interrupted = *stop.borrow();
-    if let Some(cluster) = &cluster
-        && !interrupted
-        && config.workload != Workload::Register
-    {
+    // Refnode runs end with per-node reads of every workload but the register's; an
+    // adapter's session run with the recovery read alone.
+    let wants_final_reads = match &cluster {
+        Some(_) => config.workload != Workload::Register,
+        None => config.workload == Workload::Session,
+    };
+    if !interrupted && wants_final_reads {
         let keys = keys_used.lock().expect("keys lock").clone();
-        final_reads(&config, cluster, &db, &recorder, &keys, stop.clone()).await;
+        final_reads(
+            &config,
+            cluster.as_deref(),
+            &db,
+            &recorder,
+            &keys,
+            stop.clone(),
+        )
+        .await;
     }
     if !interrupted && crate::target::wants_final_reads(&config.target) {
         read_every_node(&config, &db, &recorder, stop.clone()).await;
@@ -982,7 +994,16 @@ fn workload_sources(config: &RunConfig) -> Vec<Box<dyn Source>> {
                 .collect()
         }
         Workload::Session => {
-            let shape = SessionConfig::default();
+            // `exec` statements are refnode's (what a statement-based log replays); a real
+            // system gets only the registers' reads and writes.
+            let shape = if config.target.is_refnode() {
+                SessionConfig::default()
+            } else {
+                SessionConfig {
+                    statement_share: 0.0,
+                    ..SessionConfig::default()
+                }
+            };
             let active = SessionWorkload::shared_keys(workers, &shape);
             (0..workers)
                 .map(|w| {
@@ -1042,12 +1063,14 @@ fn workload_sources(config: &RunConfig) -> Vec<Box<dyn Source>> {
 const FINAL_PROCESS: u64 = 1_000_000_000;
 
 /// After the workload and the last fault: let the cluster settle, then read every key the
-/// workload touched, once through an ordinary client (the single-leader designs' recovery
-/// read, which `lost-writes` judges) and once at every node directly (`local-read` with the
-/// node named, which `convergence` compares). Every call is bounded by the op timeout.
+/// workload touched, once through an ordinary client (the session workload's recovery read,
+/// which `lost-writes` judges) and, on refnode, once at every node directly (`local-read`
+/// with the node named, which `convergence` compares). An adapter's recovery read goes
+/// through a fresh client of the target, which finds the primary (or the member) the way
+/// the workers' clients do. Every call is bounded by the op timeout.
 async fn final_reads(
     config: &RunConfig,
-    cluster: &RefnodeCluster,
+    cluster: Option<&RefnodeCluster>,
     db: &Arc<dyn Db>,
     recorder: &Recorder,
     keys: &BTreeSet<i64>,
@@ -1057,11 +1080,14 @@ async fn final_reads(
         () = tokio::time::sleep(config.settle) => {}
         _ = stop.wait_for(|s| *s) => return,
     }
-    eprintln!(
-        "splitbrain: final reads of {} keys at {} nodes",
-        keys.len(),
-        config.nodes
-    );
+    match cluster {
+        Some(_) => eprintln!(
+            "splitbrain: final reads of {} keys at {} nodes",
+            keys.len(),
+            config.nodes
+        ),
+        None => eprintln!("splitbrain: recovery reads of {} keys", keys.len()),
+    }
     let record = |process: u64, kind: OpType, f: &F, key: i64, value: Value, node, error| {
         recorder.record(Event {
             process: Process::Client(process),
@@ -1077,11 +1103,12 @@ async fn final_reads(
         // The recovery read asks the leader, whatever the run's read routing: its answer is
         // what the cluster now holds.
         let leader_client = |process: u64| -> Box<dyn targets::Client> {
-            match cluster_client_addrs(cluster, db) {
+            match cluster.and_then(|c| cluster_client_addrs(c, db)) {
                 Some(addrs) if config.replication.single_leader() => {
                     Box::new(RefnodeClient::new(addrs, process, ReadRouting::Leader))
                 }
-                // Without a leader, an ordinary read (a quorum, or the client's own node).
+                // Without a leader, an ordinary read (a quorum, or the client's own node);
+                // an adapter's client.
                 _ => db.client(process),
             }
         };
@@ -1121,6 +1148,9 @@ async fn final_reads(
             }
         }
     }
+    let Some(cluster) = cluster else {
+        return;
+    };
     // A set's final reads are `set-read`s naming the node, which `set-add-wins` judges.
     let local_read = F::Other(
         if config.workload == Workload::Set {

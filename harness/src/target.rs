@@ -77,10 +77,11 @@ impl Target {
             ],
             Target::Etcd | Target::Postgres => &[
                 Workload::Register,
+                Workload::Session,
                 Workload::ListAppend,
                 Workload::RwRegister,
             ],
-            Target::Redis => &[Workload::Register],
+            Target::Redis => &[Workload::Register, Workload::Session],
             Target::Maelstrom => &[],
         }
     }
@@ -399,10 +400,16 @@ impl TargetOptions {
         }
     }
 
-    /// The checkers the target's workload implies, for Maelstrom's own workloads.
+    /// The checkers the target's workload implies, for Maelstrom's own workloads. An
+    /// adapter's run has no per-node reads (a real system's replicas are not read one by
+    /// one), so `convergence`, which compares them, is refnode's alone.
     pub fn default_checkers(&self, workload: Workload) -> Vec<CheckerKind> {
         if self.target != Target::Maelstrom {
-            return workload.default_checkers();
+            let mut kinds = workload.default_checkers();
+            if !self.is_refnode() {
+                kinds.retain(|k| *k != CheckerKind::Convergence);
+            }
+            return kinds;
         }
         match self.maelstrom_workload {
             MaelstromWorkload::Echo => vec![CheckerKind::Echo],
@@ -773,6 +780,28 @@ mod tests {
         };
         assert_eq!(asked.models(), vec![ConsistencyModel::Serializable]);
         assert!(asked.flags().contains("--consistency-models serializable"));
+    }
+
+    #[test]
+    fn adapters_run_the_session_workload_without_per_node_checks() {
+        let redis = TargetOptions {
+            target: Target::Redis,
+            ..TargetOptions::default()
+        };
+        let none = NemesisSpec::default();
+        assert_eq!(redis.validate(Workload::Session, &none), Ok(()));
+        let kinds = redis.default_checkers(Workload::Session);
+        assert!(!kinds.contains(&CheckerKind::Convergence), "{kinds:?}");
+        for kind in [
+            CheckerKind::Linearizable,
+            CheckerKind::LostWrites,
+            CheckerKind::Staleness,
+            CheckerKind::ReadYourWrites,
+        ] {
+            assert!(kinds.contains(&kind), "{kind:?} missing from {kinds:?}");
+        }
+        let refnode = TargetOptions::default().default_checkers(Workload::Session);
+        assert!(refnode.contains(&CheckerKind::Convergence), "{refnode:?}");
     }
 
     #[test]
