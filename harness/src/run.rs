@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::check::{self, CheckConfig, CheckerKind};
 use crate::fabric::grudge::Shape;
-use crate::fabric::{Fabric, NetMode};
+use crate::fabric::{Fabric, NetMode, NetNeeds};
 use crate::generator::{
     ConflictsWorkload, RegisterConfig, RegisterWorkload, RollingKeys, SessionConfig,
     SessionWorkload, SetWorkload, Shared, SharedRegister, Source, TxnConfig, TxnKind, TxnWorkload,
@@ -569,9 +569,16 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         .map_err(anyhow::Error::msg)?;
     // Declared before the cluster, so that on unwinding the cluster's processes die first
     // and the fabric (namespaces, proxies) goes after them.
+    // A Maelstrom cluster's faults are its host's router's (swapped in below), so the
+    // fabric built here is `direct` and needs nothing.
+    let fabric_needs = if config.target.target == crate::target::Target::Maelstrom {
+        NetNeeds::default()
+    } else {
+        config.nemesis.net_needs()
+    };
     let fabric = Fabric::build(
         net,
-        config.nemesis.net_needs(),
+        fabric_needs,
         &node_names,
         Arc::clone(&ledger),
         &dir,
@@ -590,7 +597,6 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         }
         _ => fabric,
     };
-    eprintln!("splitbrain: network: {} ({})", fabric.kind(), fabric.why());
     let (db, cluster, maelstrom) = if config.target.is_refnode() {
         let cluster = refnode_cluster(&config, &fabric, &dir)?;
         let db: Arc<dyn Db> = Arc::new(FabricDb {
@@ -604,6 +610,11 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         let adapter = crate::target::build(&config, &fabric, &dir)?;
         (adapter.db, None, adapter.maelstrom)
     };
+    let fabric = match &maelstrom {
+        Some(host) => Fabric::maelstrom(Arc::clone(host), &node_names),
+        None => fabric,
+    };
+    eprintln!("splitbrain: network: {} ({})", fabric.kind(), fabric.why());
     config
         .nemesis
         .check_capabilities(db.as_ref(), &config.partition_shapes)

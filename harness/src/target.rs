@@ -275,10 +275,15 @@ impl TargetOptions {
             return Ok(());
         }
         if self.target == Target::Maelstrom {
-            return Err(
-                "--target maelstrom: network faults of node-to-node messages are the Maelstrom host's, which --nemesis does not drive yet; use kill or pause"
-                    .into(),
-            );
+            // The host's router cuts, drops and delays node-to-node messages; it has no
+            // notion of bandwidth.
+            if needs.bandwidth {
+                return Err(
+                    "--target maelstrom: the Maelstrom host cannot limit bandwidth; use partition, loss or delay"
+                        .into(),
+                );
+            }
+            return Ok(());
         }
         if needs.delay {
             return Err(format!(
@@ -290,6 +295,10 @@ impl TargetOptions {
 
     /// The fabric to build: a real database's network faults need namespaces.
     pub fn net_mode(&self, asked: NetMode, needs: NetNeeds) -> Result<NetMode, String> {
+        if self.target == Target::Maelstrom {
+            // No sockets between the nodes: the host's router is the fabric (run.rs).
+            return Ok(NetMode::Direct);
+        }
         if self.is_refnode() || !needs.any() {
             return Ok(asked);
         }
@@ -833,5 +842,16 @@ mod tests {
                 .contains("proxy")
         );
         assert_eq!(etcd.validate(Workload::Register, &kill), Ok(()));
+        let maelstrom = TargetOptions {
+            target: Target::Maelstrom,
+            ..TargetOptions::default()
+        };
+        let net: NemesisSpec = "partition,loss,delay,kill".parse().unwrap();
+        assert_eq!(maelstrom.validate(Workload::Register, &net), Ok(()));
+        let bandwidth: NemesisSpec = "bandwidth".parse().unwrap();
+        let err = maelstrom
+            .validate(Workload::Register, &bandwidth)
+            .unwrap_err();
+        assert!(err.contains("bandwidth") && !err.contains('\n'), "{err}");
     }
 }

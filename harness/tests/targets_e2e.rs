@@ -509,6 +509,67 @@ fn maelstrom_broadcast_with_the_example_node_delivers_everything_and_counts_mess
 }
 
 #[test]
+fn maelstrom_broadcast_waits_out_partitions_and_loss_and_still_delivers_everything() {
+    maelstrom_example();
+    let (store, out, results) = run(&[
+        "--target",
+        "maelstrom",
+        "--maelstrom-workload",
+        "broadcast",
+        "--nemesis",
+        "partition,loss",
+        "--nemesis-interval",
+        "1.5",
+        "--loss-percent",
+        "50",
+        "--concurrency",
+        "4",
+        "--time-limit",
+        "10",
+        "--rate",
+        "100",
+        "--seed",
+        "11",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(results["checker"]["broadcast"]["valid"], json!(true));
+    // The host's router is the fabric: its faults dropped gossip, which was retried.
+    assert_eq!(results["config"]["net"], json!("maelstrom"), "{results}");
+    assert!(
+        results["net_stats"]["dropped"].as_u64().unwrap() > 0,
+        "{results}"
+    );
+    let per_op = &results["net_stats"]["msgs_per_op"];
+    assert!(per_op["servers"].as_f64().unwrap() > 0.0, "{per_op}");
+    let test = results["test"].as_str().unwrap();
+    let history =
+        std::fs::read_to_string(store.path().join(test).join("latest").join("history.jsonl"))
+            .unwrap();
+    let nemesis: Vec<&str> = history
+        .lines()
+        .filter(|l| l.contains(r#""process":"nemesis""#))
+        .collect();
+    for (start, stop) in [
+        ("start-partition", "stop-partition"),
+        ("start-loss", "stop-loss"),
+    ] {
+        let count = |f: &str| {
+            nemesis
+                .iter()
+                .filter(|l| l.contains(&format!("\"f\":\"{f}\"")))
+                .count()
+        };
+        assert!(count(start) > 0, "no {start}: {nemesis:#?}");
+        assert_eq!(count(start), count(stop), "{nemesis:#?}");
+    }
+    // No fault failed to start or heal.
+    assert!(
+        nemesis.iter().all(|l| !l.contains(r#""error""#)),
+        "{nemesis:#?}"
+    );
+}
+
+#[test]
 fn flags_of_another_target_and_impossible_faults_are_one_line_errors() {
     for (args, needle) in [
         (&["--isolation", "serializable"][..], "--isolation applies"),

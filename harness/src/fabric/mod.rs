@@ -11,6 +11,12 @@
 //!   Needs nothing.
 //! - `direct`: no fabric, nodes talk over loopback; no network faults.
 //!
+//! A Maelstrom cluster has no sockets between its nodes: every message goes through the
+//! host's router, so its fabric is the router ([`Fabric::maelstrom`]), whatever `--net`
+//! says. Partitions are one-way cuts of the router exactly as the grudge says; loss and
+//! delay are the router's, and apply to every node-to-node message (the host has no
+//! per-node loss or delay), not only to the nodes the nemesis names.
+//!
 //! `auto` takes `direct` when the nemesis injects no network fault, else `netns` when it can
 //! (and delay is not asked for, and tbf works when bandwidth is), else `proxy`; the run
 //! prints its choice and why.
@@ -29,10 +35,11 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
+use targets::adapters::maelstrom::MaelstromHost;
 use targets::refnode::cluster::NodeNetwork;
 
 use crate::ledger::Ledger;
@@ -95,6 +102,64 @@ enum Backend {
     Direct,
     Proxy(Proxy),
     Netns(netns::Netns),
+    Maelstrom(HostRouter),
+}
+
+/// A Maelstrom host's router as a fabric: the active faults by id, combined into the one
+/// cut, loss and delay the host takes each time one starts or heals.
+#[derive(Debug)]
+struct HostRouter {
+    host: Arc<MaelstromHost>,
+    active: Mutex<BTreeMap<u64, HostFault>>,
+}
+
+#[derive(Debug, Clone)]
+enum HostFault {
+    Cut(Vec<(String, String)>),
+    Loss(f64),
+    Delay(u64, u64),
+}
+
+impl HostRouter {
+    fn start(&self, id: u64, fault: HostFault) {
+        let mut active = self.active.lock().expect("faults lock");
+        active.insert(id, fault);
+        self.apply(&active);
+    }
+
+    fn end(&self, id: u64) {
+        let mut active = self.active.lock().expect("faults lock");
+        if active.remove(&id).is_some() {
+            self.apply(&active);
+        }
+    }
+
+    fn end_all(&self) {
+        let mut active = self.active.lock().expect("faults lock");
+        active.clear();
+        self.apply(&active);
+    }
+
+    /// Overlapping faults add up: every cut direction, the highest loss, the longest delay.
+    fn apply(&self, active: &BTreeMap<u64, HostFault>) {
+        let mut cut: Vec<(String, String)> = Vec::new();
+        let (mut loss, mut delay) = (0.0_f64, (0, 0));
+        for fault in active.values() {
+            match fault {
+                HostFault::Cut(dirs) => cut.extend(dirs.iter().cloned()),
+                HostFault::Loss(p) => loss = loss.max(*p),
+                HostFault::Delay(lo, hi) if *hi > delay.1 => delay = (*lo, *hi),
+                HostFault::Delay(..) => {}
+            }
+        }
+        if cut.is_empty() {
+            self.host.heal();
+        } else {
+            self.host.block(&cut);
+        }
+        self.host.set_loss(loss);
+        self.host.set_delay(delay.0, delay.1);
+    }
 }
 
 /// The fabric of one run. Dropping it removes everything it built.
@@ -285,13 +350,45 @@ impl Fabric {
         })
     }
 
-    /// `direct`, `proxy` or `netns`.
+    /// The fabric of a Maelstrom cluster: the host's router, which cuts, drops and delays
+    /// node-to-node messages.
+    pub fn maelstrom(host: Arc<MaelstromHost>, nodes: &[String]) -> Fabric {
+        Fabric {
+            backend: Arc::new(Backend::Maelstrom(HostRouter {
+                host,
+                active: Mutex::new(BTreeMap::new()),
+            })),
+            nodes: nodes.to_vec(),
+            next_fault: AtomicU64::new(1),
+            why: "Maelstrom nodes talk only through the host's router, which injects the network faults".into(),
+            network: None,
+            client_addrs: None,
+        }
+    }
+
+    /// `direct`, `proxy`, `netns` or `maelstrom`.
     pub fn kind(&self) -> &'static str {
         match *self.backend {
             Backend::Direct => "direct",
             Backend::Proxy(_) => "proxy",
             Backend::Netns(_) => "netns",
+            Backend::Maelstrom(_) => "maelstrom",
         }
+    }
+
+    /// Starts `fault` in a Maelstrom host's router, when that is the backend.
+    fn in_router(&self, fault: impl FnOnce() -> HostFault) -> Option<NetFault> {
+        let Backend::Maelstrom(router) = &*self.backend else {
+            return None;
+        };
+        let id = self.next_fault.fetch_add(1, Ordering::Relaxed);
+        router.start(id, fault());
+        Some(NetFault {
+            backend: Arc::clone(&self.backend),
+            id,
+            nodes: Vec::new(),
+            undo: Undo::Rules,
+        })
     }
 
     /// Why this fabric was chosen, for the run's first lines.
@@ -334,6 +431,17 @@ impl Fabric {
 
     /// Cuts the network as `grudge` says: each node drops traffic from the nodes it names.
     pub fn partition(&self, grudge: &Grudge) -> anyhow::Result<NetFault> {
+        let one_way = || {
+            HostFault::Cut(
+                grudge
+                    .iter()
+                    .flat_map(|(to, froms)| froms.iter().map(|from| (from.clone(), to.clone())))
+                    .collect(),
+            )
+        };
+        if let Some(fault) = self.in_router(one_way) {
+            return Ok(fault);
+        }
         let id = self.next_fault.fetch_add(1, Ordering::Relaxed);
         let mut fault = NetFault {
             backend: Arc::clone(&self.backend),
@@ -343,6 +451,7 @@ impl Fabric {
         };
         match &*self.backend {
             Backend::Direct => bail!("the direct fabric cannot partition"),
+            Backend::Maelstrom(_) => unreachable!("the router's faults start in in_router"),
             Backend::Proxy(p) => {
                 let dirs: Vec<_> = grudge
                     .iter()
@@ -380,6 +489,9 @@ impl Fabric {
     /// chunks waits for a retransmission timeout, as TCP would make it).
     pub fn loss(&self, targets: &[String], percent: f64) -> anyhow::Result<NetFault> {
         let p = (percent / 100.0).clamp(0.0, 1.0);
+        if let Some(fault) = self.in_router(|| HostFault::Loss(p)) {
+            return Ok(fault);
+        }
         self.packet_fault(
             targets,
             Effect {
@@ -399,6 +511,15 @@ impl Fabric {
     ) -> anyhow::Result<NetFault> {
         if let Backend::Netns(_) = &*self.backend {
             bail!("the netns fabric cannot delay packets (no tc netem); use --net proxy");
+        }
+        let range = || {
+            HostFault::Delay(
+                delay_ms.saturating_sub(jitter_ms),
+                delay_ms.saturating_add(jitter_ms),
+            )
+        };
+        if let Some(fault) = self.in_router(range) {
+            return Ok(fault);
         }
         self.packet_fault(
             targets,
@@ -427,6 +548,7 @@ impl Fabric {
         };
         match &*self.backend {
             Backend::Direct => bail!("the direct fabric cannot limit bandwidth"),
+            Backend::Maelstrom(_) => bail!("the Maelstrom host cannot limit bandwidth"),
             Backend::Proxy(p) => {
                 let effect = Effect {
                     bandwidth_kbit: kbit,
@@ -481,6 +603,7 @@ impl Fabric {
         };
         match &*self.backend {
             Backend::Direct => bail!("the direct fabric cannot drop or delay packets"),
+            Backend::Maelstrom(_) => unreachable!("the router's faults start in in_router"),
             Backend::Proxy(p) => {
                 p.apply(id, &self.proxy_dirs(targets), effect);
                 fault.nodes = targets.to_vec();
@@ -507,6 +630,7 @@ impl Fabric {
         match &*self.backend {
             Backend::Netns(ns) => ns.teardown(),
             Backend::Proxy(p) => p.heal_all(),
+            Backend::Maelstrom(r) => r.end_all(),
             Backend::Direct => {}
         }
     }
@@ -541,6 +665,7 @@ impl Drop for NetFault {
         match &*self.backend {
             Backend::Direct => {}
             Backend::Proxy(p) => p.remove(self.id),
+            Backend::Maelstrom(r) => r.end(self.id),
             Backend::Netns(ns) => {
                 for n in &self.nodes {
                     match self.undo {

@@ -4,10 +4,10 @@
 //! Every message a node writes goes through the controller's router, which delivers it to
 //! another node's stdin, to a built-in [service](services) (`lin-kv`, `seq-kv`, `lww-kv`,
 //! `lin-tso`), or to a client. Node-to-node messages pass the network faults
-//! ([`MaelstromHost::partition`], [`MaelstromHost::set_loss`], [`MaelstromHost::set_delay`]);
-//! the router counts every message as Maelstrom's network statistics do
-//! ([`MaelstromHost::net_stats`]: sends, deliveries and messages per operation, for all
-//! traffic, client traffic and server traffic).
+//! ([`MaelstromHost::partition`], [`MaelstromHost::block`], [`MaelstromHost::set_loss`],
+//! [`MaelstromHost::set_delay`]); the router counts every message as Maelstrom's network
+//! statistics do ([`MaelstromHost::net_stats`]: sends, deliveries and messages per
+//! operation, for all traffic, client traffic and server traffic).
 //!
 //! Each node gets `init` (from `c0`, the host's own client id) when it starts and, when a
 //! [`Topology`] is set, a `topology` message; clients are `c1`, `c2`, ... (process + 1) and
@@ -16,7 +16,7 @@
 pub mod services;
 pub mod workload;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -187,6 +187,8 @@ impl NetStats {
 struct Faults {
     /// Node -> component; nodes in different components cannot talk. Empty: no partition.
     components: HashMap<NodeId, usize>,
+    /// `(from, to)`: node-to-node messages cut one way (a grudge). Empty: none.
+    blocked: HashSet<(NodeId, NodeId)>,
     loss: f64,
     delay_ms: (u64, u64),
 }
@@ -248,7 +250,9 @@ fn route(net: &SharedNet, msg: Json) {
         let between_nodes = n.nodes.contains(&src) && n.nodes.contains(&dest);
         if between_nodes {
             let f = &n.faults;
-            let cut = !f.components.is_empty() && f.components.get(&src) != f.components.get(&dest);
+            let cut = (!f.components.is_empty()
+                && f.components.get(&src) != f.components.get(&dest))
+                || (!f.blocked.is_empty() && f.blocked.contains(&(src.clone(), dest.clone())));
             let (loss, (lo, hi)) = (f.loss, f.delay_ms);
             if cut || n.rng.chance(loss) {
                 n.stats.dropped += 1;
@@ -418,9 +422,17 @@ impl MaelstromHost {
         n.faults.components = components;
     }
 
-    /// Ends any partition.
+    /// Cuts node-to-node messages one way, replacing any earlier one-way cut: each
+    /// `(from, to)` stops `from`'s messages to `to` (and nothing else).
+    pub fn block(&self, directions: &[(NodeId, NodeId)]) {
+        self.net.lock().expect("lock").faults.blocked = directions.iter().cloned().collect();
+    }
+
+    /// Ends any partition, by groups or one way.
     pub fn heal(&self) {
-        self.net.lock().expect("lock").faults.components.clear();
+        let mut n = self.net.lock().expect("lock");
+        n.faults.components.clear();
+        n.faults.blocked.clear();
     }
 
     /// Drops each node-to-node message with probability `p` (0 to end the loss).
