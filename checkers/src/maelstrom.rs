@@ -7,6 +7,9 @@
 //!   node, agree and hold every acknowledged message (or element) and nothing never sent —
 //!   the add-wins set check of [`crate::replication::set_add_wins`] with no removals, on the
 //!   one implicit key these workloads have.
+//! - [`counter`] (`g-counter`, `pn-counter`): the final reads, one per node, agree and lie
+//!   between what the acknowledged adds sum to and what the adds that may have happened
+//!   (ok, plus `info` or unanswered ones) can sum to.
 //!
 //! ```
 //! use checkers::maelstrom::echo;
@@ -140,6 +143,135 @@ pub fn broadcast(history: &History) -> Verdict {
     verdict
 }
 
+/// G-counter and pn-counter: the final read at each node (its last ok keyless `read`
+/// invoked after every `add` completed) agree, and each lies in `[lo, hi]`, where `lo` is
+/// the sum of the ok adds plus the negative deltas of the adds that may have happened
+/// (`info` or unanswered), and `hi` the same with their positive deltas. Failed adds count
+/// for nothing.
+pub fn counter(history: &History) -> Verdict {
+    let ops = history.ops();
+    let (mut acknowledged, mut lo, mut hi) = (0i64, 0i64, 0i64);
+    let (mut adds, mut ok_adds) = (0usize, 0usize);
+    // Reads invoked after this index saw every add settle (or give up).
+    let mut last_add = None;
+    let mut reads: Vec<(u64, u64)> = Vec::new();
+    for (invoke, complete) in history.client_calls() {
+        let call = &ops[invoke];
+        let done = complete.map(|c| &ops[c]);
+        match (call.f.as_str(), &call.key) {
+            ("add", None) => {
+                adds += 1;
+                last_add = last_add.max(Some(done.map_or(u64::MAX, |d| d.index)));
+                let delta = match &call.value {
+                    Value::Map(m) => m.get("delta").and_then(Value::as_int).unwrap_or(0),
+                    v => v.as_int().unwrap_or(0),
+                };
+                match done.map(|d| d.kind) {
+                    Some(OpType::Ok) => {
+                        ok_adds += 1;
+                        acknowledged += delta;
+                        lo += delta;
+                        hi += delta;
+                    }
+                    Some(OpType::Fail) => {}
+                    _ => {
+                        lo += delta.min(0);
+                        hi += delta.max(0);
+                    }
+                }
+            }
+            ("read", None) => {
+                if let Some(d) = done.filter(|d| d.kind == OpType::Ok) {
+                    reads.push((call.index, d.index));
+                }
+            }
+            _ => {}
+        }
+    }
+    // The last final read per node.
+    let mut finals: BTreeMap<String, (u64, Option<i64>)> = BTreeMap::new();
+    for (invoked, completed) in reads {
+        if last_add.is_some_and(|last| invoked <= last) {
+            continue;
+        }
+        let d = &ops[completed as usize];
+        let node = d.node.clone().unwrap_or_else(|| d.process.to_string());
+        finals.insert(node, (completed, d.value.as_int()));
+    }
+    let mut wrong = Vec::new();
+    for (node, (index, value)) in &finals {
+        let fits = value.is_some_and(|v| (lo..=hi).contains(&v));
+        if !fits {
+            wrong.push(json!({"node": node, "read": value, "index": index}));
+        }
+    }
+    let values: std::collections::BTreeSet<Option<i64>> =
+        finals.values().map(|(_, v)| *v).collect();
+    let converged = values.len() <= 1;
+    let mut explanation: Vec<String> = wrong
+        .iter()
+        .take(MAX_EXPLAINED)
+        .map(|w| {
+            format!(
+                "{} read {} (op {}), outside [{lo}, {hi}]",
+                w["node"].as_str().unwrap_or("?"),
+                w["read"],
+                w["index"]
+            )
+        })
+        .collect();
+    if !converged {
+        let reads: Vec<String> = finals
+            .iter()
+            .map(|(n, (_, v))| format!("{n}={}", v.map_or("?".into(), |v| v.to_string())))
+            .collect();
+        explanation.push(format!("final reads differ: {}", reads.join(", ")));
+    }
+    let (valid, summary) = if finals.is_empty() {
+        (
+            Validity::Unknown,
+            "no read after the last add completed, so the final value is unknown".to_string(),
+        )
+    } else if wrong.is_empty() && converged {
+        (
+            Validity::True,
+            format!(
+                "the final read at every node is {}, within [{lo}, {hi}] (acknowledged adds sum to {acknowledged})",
+                values.iter().flatten().next().copied().unwrap_or_default()
+            ),
+        )
+    } else {
+        (
+            Validity::False,
+            format!(
+                "{} of {} final reads outside [{lo}, {hi}]{}",
+                wrong.len(),
+                finals.len(),
+                if converged {
+                    ""
+                } else {
+                    "; the nodes have not converged"
+                }
+            ),
+        )
+    };
+    Verdict {
+        checker: "counter".into(),
+        valid,
+        summary,
+        explanation,
+        details: json!({
+            "adds": adds,
+            "ok_adds": ok_adds,
+            "acknowledged_sum": acknowledged,
+            "lower_bound": lo,
+            "upper_bound": hi,
+            "final_reads": finals.iter().map(|(n, (i, v))| json!({"node": n, "index": i, "value": v})).collect::<Vec<_>>(),
+            "wrong": wrong,
+        }),
+    }
+}
+
 /// The broadcast or g-set history as the set workload on key 0: `broadcast v` and `add v`
 /// become `set-add`, keyless reads become `set-read`; the nemesis stays, the rest goes.
 fn as_set_workload(history: &History) -> History {
@@ -230,6 +362,55 @@ mod tests {
         h.call(1, OpType::Ok, "generate", Value::Nil, Value::Int(1), "n2");
         let v = unique_ids(&h.build());
         assert_eq!(v.valid, Validity::False, "{v:?}");
+    }
+
+    fn delta(d: i64) -> Value {
+        Value::Map([("delta".to_string(), Value::Int(d))].into_iter().collect())
+    }
+
+    #[test]
+    fn counter_final_reads_must_agree_within_the_acknowledged_sum() {
+        // ok +3, ok -1, info +5 (may have happened), fail +100 (did not).
+        let adds = |h: &mut H| {
+            h.call(0, OpType::Ok, "add", delta(3), delta(3), "n1");
+            h.call(1, OpType::Ok, "add", delta(-1), delta(-1), "n2");
+            h.call(2, OpType::Info, "add", delta(5), delta(5), "n1");
+            h.call(3, OpType::Fail, "add", delta(100), delta(100), "n2");
+        };
+        let mut h = H(Vec::new());
+        adds(&mut h);
+        h.call(4, OpType::Ok, "read", Value::Nil, Value::Int(7), "n1");
+        h.call(5, OpType::Ok, "read", Value::Nil, Value::Int(7), "n2");
+        let v = counter(&h.build());
+        assert_eq!(v.valid, Validity::True, "{v:?}");
+        assert_eq!(v.details["lower_bound"], json!(2));
+        assert_eq!(v.details["upper_bound"], json!(7));
+
+        // A read beyond what could have been added, and nodes that disagree.
+        let mut h = H(Vec::new());
+        adds(&mut h);
+        h.call(4, OpType::Ok, "read", Value::Nil, Value::Int(2), "n1");
+        h.call(5, OpType::Ok, "read", Value::Nil, Value::Int(107), "n2");
+        let v = counter(&h.build());
+        assert_eq!(v.valid, Validity::False, "{v:?}");
+        assert!(
+            v.summary.contains("1 of 2") && v.summary.contains("converged"),
+            "{v:?}"
+        );
+        assert!(v.explanation[0].starts_with("n2 read 107"), "{v:?}");
+
+        // A lost acknowledged add: both nodes agree on too little.
+        let mut h = H(Vec::new());
+        adds(&mut h);
+        h.call(4, OpType::Ok, "read", Value::Nil, Value::Int(1), "n1");
+        h.call(5, OpType::Ok, "read", Value::Nil, Value::Int(1), "n2");
+        assert_eq!(counter(&h.build()).valid, Validity::False);
+
+        // Reads during the adds are not final: nothing to judge.
+        let mut h = H(Vec::new());
+        h.call(4, OpType::Ok, "read", Value::Nil, Value::Int(0), "n1");
+        adds(&mut h);
+        assert_eq!(counter(&h.build()).valid, Validity::Unknown);
     }
 
     #[test]

@@ -47,10 +47,13 @@ pub enum CheckerKind {
     /// Maelstrom broadcast and g-set: every node's final read holds every acknowledged
     /// message and nothing else.
     Broadcast,
+    /// Maelstrom g-counter and pn-counter: every node's final read is the same total, between
+    /// the acknowledged adds' sum and what the indeterminate adds could make it.
+    Counter,
 }
 
 impl CheckerKind {
-    pub const ALL: [CheckerKind; 17] = [
+    pub const ALL: [CheckerKind; 18] = [
         CheckerKind::Linearizable,
         CheckerKind::ListAppend,
         CheckerKind::RwRegister,
@@ -68,6 +71,7 @@ impl CheckerKind {
         CheckerKind::Echo,
         CheckerKind::UniqueIds,
         CheckerKind::Broadcast,
+        CheckerKind::Counter,
     ];
 
     /// The name on the command line and in `results.json`.
@@ -90,6 +94,7 @@ impl CheckerKind {
             CheckerKind::Echo => "echo",
             CheckerKind::UniqueIds => "unique-ids",
             CheckerKind::Broadcast => "broadcast",
+            CheckerKind::Counter => "counter",
         }
     }
 
@@ -249,6 +254,7 @@ pub fn check_now(
         CheckerKind::Echo => checkers::maelstrom::echo(history),
         CheckerKind::UniqueIds => checkers::maelstrom::unique_ids(history),
         CheckerKind::Broadcast => checkers::maelstrom::broadcast(history),
+        CheckerKind::Counter => checkers::maelstrom::counter(history),
     };
     verdict.checker = kind.name().to_string();
     verdict

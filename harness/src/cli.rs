@@ -88,7 +88,7 @@ struct RunArgs {
     #[arg(long, value_name = "PATH")]
     bin: Option<PathBuf>,
     /// maelstrom: the workload, as Maelstrom names it: echo, unique-ids, broadcast
-    /// (default), g-set, lin-kv, txn-list-append or txn-rw-register.
+    /// (default), g-set, g-counter, pn-counter, lin-kv, txn-list-append or txn-rw-register.
     #[arg(long, value_name = "NAME")]
     maelstrom_workload: Option<MaelstromWorkload>,
     /// list-append and rw-register: the consistency models to check for, with Elle's names,
@@ -258,8 +258,8 @@ struct CheckArgs {
     /// transactions); read-your-writes, monotonic-reads, monotonic-writes,
     /// writes-follow-reads, consistent-prefix (or `session` for all five), lost-writes
     /// (versioned registers); lost-writes-siblings, convergence, staleness, siblings,
-    /// set-add-wins (replicated registers and sets); echo, unique-ids, broadcast (Maelstrom
-    /// workloads).
+    /// set-add-wins (replicated registers and sets); echo, unique-ids, broadcast, counter
+    /// (Maelstrom workloads).
     #[arg(long, default_value = "linearizable", value_parser = crate::check::parse_checkers)]
     checker: std::vec::Vec<CheckerKind>,
     /// Model for the linearizable checker: register, cas-register, multi-register, kv, set,

@@ -530,6 +530,10 @@ pub enum MaelstromOps {
     Broadcast,
     /// `add v` of unique integers to a grow-only set, and `read`s.
     GSet,
+    /// `add {delta}` of 1 to 5, and `read`s of the total.
+    GCounter,
+    /// `add {delta}` of -5 to 5 (never 0), and `read`s of the total.
+    PnCounter,
 }
 
 /// Calls of a [`MaelstromOps`] workload; values are unique over the run.
@@ -569,7 +573,27 @@ impl MaelstromWorkload {
                 other("echo", Value::Str(format!("echo {value}")))
             }
             MaelstromOps::UniqueIds => other("generate", Value::Nil),
-            MaelstromOps::Broadcast | MaelstromOps::GSet if reads => read,
+            MaelstromOps::Broadcast
+            | MaelstromOps::GSet
+            | MaelstromOps::GCounter
+            | MaelstromOps::PnCounter
+                if reads =>
+            {
+                read
+            }
+            MaelstromOps::GCounter | MaelstromOps::PnCounter => {
+                let magnitude = self.rng.random_range(1..=5i64);
+                let delta = if self.ops == MaelstromOps::PnCounter && self.rng.random_bool(0.5) {
+                    -magnitude
+                } else {
+                    magnitude
+                };
+                Invocation {
+                    f: F::Add,
+                    key: None,
+                    value: Value::Map([("delta".to_string(), Value::Int(delta))].into()),
+                }
+            }
             MaelstromOps::Broadcast => {
                 self.next_value += 1;
                 other("broadcast", Value::Int(value))

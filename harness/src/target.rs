@@ -109,6 +109,10 @@ pub enum MaelstromWorkload {
     #[default]
     Broadcast,
     GSet,
+    /// `add {delta}` of positive deltas, and reads of the total.
+    GCounter,
+    /// `add {delta}` of deltas of either sign, and reads of the total.
+    PnCounter,
     /// read / write / cas on keys, checked for linearizability.
     LinKv,
     TxnListAppend,
@@ -116,11 +120,13 @@ pub enum MaelstromWorkload {
 }
 
 impl MaelstromWorkload {
-    pub const ALL: [MaelstromWorkload; 7] = [
+    pub const ALL: [MaelstromWorkload; 9] = [
         MaelstromWorkload::Echo,
         MaelstromWorkload::UniqueIds,
         MaelstromWorkload::Broadcast,
         MaelstromWorkload::GSet,
+        MaelstromWorkload::GCounter,
+        MaelstromWorkload::PnCounter,
         MaelstromWorkload::LinKv,
         MaelstromWorkload::TxnListAppend,
         MaelstromWorkload::TxnRwRegister,
@@ -132,6 +138,8 @@ impl MaelstromWorkload {
             MaelstromWorkload::UniqueIds => "unique-ids",
             MaelstromWorkload::Broadcast => "broadcast",
             MaelstromWorkload::GSet => "g-set",
+            MaelstromWorkload::GCounter => "g-counter",
+            MaelstromWorkload::PnCounter => "pn-counter",
             MaelstromWorkload::LinKv => "lin-kv",
             MaelstromWorkload::TxnListAppend => "txn-list-append",
             MaelstromWorkload::TxnRwRegister => "txn-rw-register",
@@ -155,13 +163,22 @@ impl MaelstromWorkload {
             MaelstromWorkload::UniqueIds => Some(MaelstromOps::UniqueIds),
             MaelstromWorkload::Broadcast => Some(MaelstromOps::Broadcast),
             MaelstromWorkload::GSet => Some(MaelstromOps::GSet),
+            MaelstromWorkload::GCounter => Some(MaelstromOps::GCounter),
+            MaelstromWorkload::PnCounter => Some(MaelstromOps::PnCounter),
             _ => None,
         }
     }
 
-    /// Whether the run ends with a read at every node (what the broadcast checker judges).
+    /// Whether the run ends with a read at every node (what the broadcast and counter
+    /// checkers judge).
     fn final_reads(self) -> bool {
-        matches!(self, MaelstromWorkload::Broadcast | MaelstromWorkload::GSet)
+        matches!(
+            self,
+            MaelstromWorkload::Broadcast
+                | MaelstromWorkload::GSet
+                | MaelstromWorkload::GCounter
+                | MaelstromWorkload::PnCounter
+        )
     }
 }
 
@@ -424,6 +441,9 @@ impl TargetOptions {
             MaelstromWorkload::Echo => vec![CheckerKind::Echo],
             MaelstromWorkload::UniqueIds => vec![CheckerKind::UniqueIds],
             MaelstromWorkload::Broadcast | MaelstromWorkload::GSet => vec![CheckerKind::Broadcast],
+            MaelstromWorkload::GCounter | MaelstromWorkload::PnCounter => {
+                vec![CheckerKind::Counter]
+            }
             other => other
                 .shared_workload()
                 .map_or_else(Vec::new, Workload::default_checkers),

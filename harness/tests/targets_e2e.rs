@@ -570,6 +570,45 @@ fn maelstrom_broadcast_waits_out_partitions_and_loss_and_still_delivers_everythi
 }
 
 #[test]
+fn maelstrom_pn_counter_converges_to_the_acknowledged_sum_through_partitions() {
+    maelstrom_example();
+    let (_store, out, results) = run(&[
+        "--target",
+        "maelstrom",
+        "--maelstrom-workload",
+        "pn-counter",
+        "--nemesis",
+        "partition,delay",
+        "--nemesis-interval",
+        "1.5",
+        "--concurrency",
+        "4",
+        "--time-limit",
+        "8",
+        "--rate",
+        "100",
+        "--seed",
+        "12",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(
+        results["test"],
+        json!("maelstrom-pn-counter-maelstrom-echo-broadcast-partition+delay")
+    );
+    let counter = &results["checker"]["counter"];
+    assert_eq!(counter["valid"], json!(true), "{counter}");
+    assert_eq!(
+        counter["details"]["final_reads"].as_array().unwrap().len(),
+        3,
+        "{counter}"
+    );
+    assert!(
+        counter["details"]["ok_adds"].as_u64().unwrap() > 0,
+        "{counter}"
+    );
+}
+
+#[test]
 fn flags_of_another_target_and_impossible_faults_are_one_line_errors() {
     for (args, needle) in [
         (&["--isolation", "serializable"][..], "--isolation applies"),

@@ -113,7 +113,13 @@ async fn echo_unique_ids_broadcast_and_lin_kv_work_through_the_host() {
         "precondition-failed is definite: {stale:?}"
     );
 
-    let unsupported = clients[0].invoke(&op("increment", Value::Int(1)), T).await;
+    // The example node has counters but no g-set: an `add` of an element is refused.
+    let g_set_add = Invocation {
+        f: F::Add,
+        key: None,
+        value: Value::Int(1),
+    };
+    let unsupported = clients[0].invoke(&g_set_add, T).await;
     assert_eq!(
         unsupported.kind,
         OpType::Fail,

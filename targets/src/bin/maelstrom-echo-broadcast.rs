@@ -2,8 +2,14 @@
 //! plain protocol (JSON lines on stdin and stdout, diagnostics on stderr) and handles the
 //! workloads `echo`, `unique-ids` (`generate`), `broadcast` (`topology`, `broadcast`,
 //! `read`: messages spread by gossip that is retried until acknowledged, so they survive
-//! partitions and loss) and `lin-kv` (`read` / `write` / `cas` with a key, passed on to the
-//! `lin-kv` service and its answer passed back).
+//! partitions and loss), `g-counter` and `pn-counter` (`add {delta}`, `read` of the total:
+//! each node counts its own increments and decrements and sends its whole table to every
+//! other node on each tick, merged by maximum, so it converges once messages get through),
+//! and `lin-kv` (`read` / `write` / `cas` with a key, passed on to the `lin-kv` service and
+//! its answer passed back).
+//!
+//! A keyless `read` answers the broadcast messages once a `topology` came (the host sends
+//! one for broadcast only), and the counter's total otherwise.
 //!
 //! Run under the host: `MaelstromConfig { binary: "maelstrom-echo-broadcast".into(), .. }`.
 
@@ -24,6 +30,12 @@ struct Node {
     next_msg_id: u64,
     next_unique: u64,
     messages: BTreeSet<i64>,
+    /// Whether a `topology` came: keyless reads are broadcast reads, not counter reads.
+    broadcast: bool,
+    /// Every node named in `init`, for the counter's gossip.
+    all_peers: Vec<String>,
+    /// Per node, the (increments, decrements) it counted; each node writes only its own.
+    counts: HashMap<String, (i64, i64)>,
     /// Per neighbour, the messages it is known to have.
     known: HashMap<String, BTreeSet<i64>>,
     /// Our request to the lin-kv service -> (client, client's msg_id).
@@ -62,6 +74,7 @@ impl Node {
                     .filter(|n| *n != self.id)
                     .map(str::to_string)
                     .collect();
+                self.all_peers = self.peers.clone();
                 self.reply(msg, json!({"type": "init_ok"}), out);
             }
             "echo" => self.reply(msg, json!({"type": "echo_ok", "echo": body["echo"]}), out),
@@ -71,6 +84,7 @@ impl Node {
                 self.reply(msg, json!({"type": "generate_ok", "id": id}), out);
             }
             "topology" => {
+                self.broadcast = true;
                 if let Some(mine) = body["topology"][&self.id].as_array() {
                     self.peers = mine
                         .iter()
@@ -91,6 +105,23 @@ impl Node {
                 self.known.entry(src.to_string()).or_default().extend(&got);
                 self.reply(msg, json!({"type": "gossip_ok", "messages": got}), out);
             }
+            "add" if body.get("delta").is_some() => {
+                let delta = body["delta"].as_i64().unwrap_or(0);
+                let mine = self.counts.entry(self.id.clone()).or_default();
+                if delta >= 0 {
+                    mine.0 += delta;
+                } else {
+                    mine.1 -= delta;
+                }
+                self.reply(msg, json!({"type": "add_ok"}), out);
+            }
+            "counts" => {
+                for (node, pair) in body["counts"].as_object().into_iter().flatten() {
+                    let theirs = (pair[0].as_i64().unwrap_or(0), pair[1].as_i64().unwrap_or(0));
+                    let ours = self.counts.entry(node.clone()).or_default();
+                    *ours = (ours.0.max(theirs.0), ours.1.max(theirs.1));
+                }
+            }
             "gossip_ok" => {
                 let got = ints(&body["messages"]);
                 self.known.entry(src.to_string()).or_default().extend(got);
@@ -104,6 +135,10 @@ impl Node {
                 let mut forward = body.clone();
                 forward["msg_id"] = json!(ours);
                 self.send("lin-kv", forward, out);
+            }
+            "read" if !self.broadcast => {
+                let total: i64 = self.counts.values().map(|(inc, dec)| inc - dec).sum();
+                self.reply(msg, json!({"type": "read_ok", "value": total}), out);
             }
             "read" => {
                 let all: Vec<i64> = self.messages.iter().copied().collect();
@@ -126,8 +161,19 @@ impl Node {
         }
     }
 
-    /// Offers each neighbour the messages it is not known to have.
+    /// Offers each neighbour the messages it is not known to have, and every node the
+    /// counter table (no acknowledgement: the next tick sends it again).
     fn gossip(&mut self, out: &mut impl Write) {
+        if !self.counts.is_empty() {
+            let counts: serde_json::Map<String, Json> = self
+                .counts
+                .iter()
+                .map(|(n, (inc, dec))| (n.clone(), json!([inc, dec])))
+                .collect();
+            for peer in self.all_peers.clone() {
+                self.send(&peer, json!({"type": "counts", "counts": counts}), out);
+            }
+        }
         for peer in self.peers.clone() {
             let known = self.known.entry(peer.clone()).or_default();
             let missing: Vec<i64> = self.messages.difference(known).copied().collect();
