@@ -38,7 +38,8 @@ fn sync_replication_without_faults_is_linearizable() {
         serde_json::json!(true)
     );
     let ok = results["stats"]["total"]["ok"].as_u64().unwrap();
-    assert!(ok > 300, "only {ok} ok ops in 8 s at 150/s: {results:#}");
+    // Enough calls for the verdict to mean something (not a speed check).
+    assert!(ok > 100, "only {ok} ok ops in 8 s at 150/s: {results:#}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("verdict: valid"), "{stdout}");
     assert!(stdout.contains("seed 7"), "{stdout}");
