@@ -376,19 +376,24 @@ impl Fabric {
         }
     }
 
+    /// A fault with a fresh id and nothing applied yet; `undo` says how dropping it heals.
+    fn new_fault(&self, undo: Undo) -> NetFault {
+        NetFault {
+            backend: Arc::clone(&self.backend),
+            id: self.next_fault.fetch_add(1, Ordering::Relaxed),
+            nodes: Vec::new(),
+            undo,
+        }
+    }
+
     /// Starts `fault` in a Maelstrom host's router, when that is the backend.
     fn in_router(&self, fault: impl FnOnce() -> HostFault) -> Option<NetFault> {
         let Backend::Maelstrom(router) = &*self.backend else {
             return None;
         };
-        let id = self.next_fault.fetch_add(1, Ordering::Relaxed);
-        router.start(id, fault());
-        Some(NetFault {
-            backend: Arc::clone(&self.backend),
-            id,
-            nodes: Vec::new(),
-            undo: Undo::Rules,
-        })
+        let net_fault = self.new_fault(Undo::Rules);
+        router.start(net_fault.id, fault());
+        Some(net_fault)
     }
 
     /// Why this fabric was chosen, for the run's first lines.
@@ -442,13 +447,8 @@ impl Fabric {
         if let Some(fault) = self.in_router(one_way) {
             return Ok(fault);
         }
-        let id = self.next_fault.fetch_add(1, Ordering::Relaxed);
-        let mut fault = NetFault {
-            backend: Arc::clone(&self.backend),
-            id,
-            nodes: Vec::new(),
-            undo: Undo::Rules,
-        };
+        let mut fault = self.new_fault(Undo::Rules);
+        let id = fault.id;
         match &*self.backend {
             Backend::Direct => bail!("the direct fabric cannot partition"),
             Backend::Maelstrom(_) => unreachable!("the router's faults start in in_router"),
@@ -539,13 +539,8 @@ impl Fabric {
         if kbit == 0 {
             bail!("a bandwidth limit of 0 kbit/s is a partition; use the partition fault");
         }
-        let id = self.next_fault.fetch_add(1, Ordering::Relaxed);
-        let mut fault = NetFault {
-            backend: Arc::clone(&self.backend),
-            id,
-            nodes: Vec::new(),
-            undo: Undo::Bandwidth,
-        };
+        let mut fault = self.new_fault(Undo::Bandwidth);
+        let id = fault.id;
         match &*self.backend {
             Backend::Direct => bail!("the direct fabric cannot limit bandwidth"),
             Backend::Maelstrom(_) => bail!("the Maelstrom host cannot limit bandwidth"),
@@ -594,13 +589,8 @@ impl Fabric {
         effect: Effect,
         loss_per_mille: u32,
     ) -> anyhow::Result<NetFault> {
-        let id = self.next_fault.fetch_add(1, Ordering::Relaxed);
-        let mut fault = NetFault {
-            backend: Arc::clone(&self.backend),
-            id,
-            nodes: Vec::new(),
-            undo: Undo::Rules,
-        };
+        let mut fault = self.new_fault(Undo::Rules);
+        let id = fault.id;
         match &*self.backend {
             Backend::Direct => bail!("the direct fabric cannot drop or delay packets"),
             Backend::Maelstrom(_) => unreachable!("the router's faults start in in_router"),
