@@ -12,6 +12,11 @@ use histories::{F, Key, OpType, Value};
 use targets::adapters::redis::{self, RedisCluster, RedisConfig};
 use targets::{Client, Db, Invocation, Kill, Pause, Primary};
 
+/// The two clusters of this file take turns: each picks free ports and then binds them, and a
+/// cluster starting alongside could take a port in between (seen once in CI: "Address already
+/// in use").
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn started(dir: &std::path::Path) -> RedisCluster {
     redis::ensure_installed().unwrap();
     let c = RedisCluster::new(RedisConfig {
@@ -66,6 +71,7 @@ fn add(element: i64) -> Invocation {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_and_sets_work_and_sentinel_fails_over_a_killed_primary() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let c = started(dir.path()).await;
     assert_eq!(c.primaries().await, vec!["n1"]);
@@ -118,6 +124,7 @@ async fn registers_and_sets_work_and_sentinel_fails_over_a_killed_primary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_primary_is_replaced_and_refuses_writes_when_it_wakes() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let c = started(dir.path()).await;
     let mut a = c.client(0);
