@@ -120,19 +120,64 @@ impl Target {
     }
 }
 
+/// The least any recorder must do per event: give it a place in one total order and a time.
+/// Nothing is kept; it is the floor under every possible recorder's cost.
+#[derive(Debug)]
+struct Stamps {
+    next_index: AtomicU64,
+    start: Instant,
+    /// Folded from every stamp so the compiler cannot drop them.
+    sink: AtomicU64,
+}
+
+impl Stamps {
+    fn stamp(&self) {
+        let index = self.next_index.fetch_add(1, Ordering::Relaxed);
+        let time_ns = self.start.elapsed().as_nanos() as u64;
+        self.sink
+            .fetch_xor(std::hint::black_box(index ^ time_ns), Ordering::Relaxed);
+    }
+}
+
+/// What the loop does besides calling the client.
+#[derive(Debug, Clone)]
+enum Recording {
+    /// Nothing: the bare loop.
+    Off,
+    /// Index and time only, kept nowhere.
+    StampOnly(Arc<Stamps>),
+    /// The harness's recorder, writing a history file.
+    Full(Recorder),
+}
+
+/// How a measurement records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Off,
+    StampOnly,
+    Full,
+}
+
 /// The harness's worker loop without its rate limiting: generate, (record,) invoke,
 /// (record,) until `stop`.
 async fn worker(
     process: u64,
     mut client: Box<dyn Client>,
-    recorder: Option<Recorder>,
+    recording: Recording,
     generator: Arc<Mutex<RegisterWorkload>>,
     stop: Arc<AtomicBool>,
     done: Arc<AtomicU64>,
 ) {
+    let recorder = match &recording {
+        Recording::Full(r) => Some(r.clone()),
+        _ => None,
+    };
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let inv = generator.lock().expect("generator").next_invocation();
+        if let Recording::StampOnly(stamps) = &recording {
+            stamps.stamp();
+        }
         if let Some(r) = &recorder {
             r.record(Event {
                 process: Process::Client(process),
@@ -145,6 +190,9 @@ async fn worker(
             });
         }
         let c = client.invoke(&inv, Duration::from_secs(1)).await;
+        if let Recording::StampOnly(stamps) = &recording {
+            stamps.stamp();
+        }
         if let Some(r) = &recorder {
             r.record(Event {
                 process: Process::Client(process),
@@ -202,9 +250,9 @@ struct Measured {
     writer_cpu_per_op_s: f64,
 }
 
-/// Ops per second over `secs` with `concurrency` workers against `target`, recording into
-/// `dir` or not.
-fn measure(target: Target, concurrency: usize, secs: f64, dir: Option<&Path>) -> Measured {
+/// Ops per second over `secs` with `concurrency` workers against `target`, recording as
+/// `mode` says (a full recording goes into `dir`).
+fn measure(target: Target, concurrency: usize, secs: f64, mode: Mode, dir: &Path) -> Measured {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -229,13 +277,21 @@ fn measure(target: Target, concurrency: usize, secs: f64, dir: Option<&Path>) ->
                 None => Box::new(NoopClient),
             });
         }
-        let (recorder, writer) = match dir {
-            Some(d) => {
-                let (r, w) = Recorder::create(&d.join("history.jsonl"), Instant::now())
+        let (recording, writer) = match mode {
+            Mode::Full => {
+                let (r, w) = Recorder::create(&dir.join("history.jsonl"), Instant::now())
                     .expect("history file");
-                (Some(r), Some(w))
+                (Recording::Full(r), Some(w))
             }
-            None => (None, None),
+            Mode::StampOnly => (
+                Recording::StampOnly(Arc::new(Stamps {
+                    next_index: AtomicU64::new(0),
+                    start: Instant::now(),
+                    sink: AtomicU64::new(0),
+                })),
+                None,
+            ),
+            Mode::Off => (Recording::Off, None),
         };
         let generator = Arc::new(Mutex::new(RegisterWorkload::new(
             1,
@@ -252,7 +308,7 @@ fn measure(target: Target, concurrency: usize, secs: f64, dir: Option<&Path>) ->
                 tokio::spawn(worker(
                     p as u64,
                     client,
-                    recorder.clone(),
+                    recording.clone(),
                     Arc::clone(&generator),
                     Arc::clone(&stop),
                     Arc::clone(&done),
@@ -264,7 +320,7 @@ fn measure(target: Target, concurrency: usize, secs: f64, dir: Option<&Path>) ->
         for t in tasks {
             t.await.expect("worker");
         }
-        drop(recorder);
+        drop(recording);
         // Read before `finish` ends the thread; what it writes after is one last batch.
         let writer_cpu = writer_cpu_s();
         // The history is complete on disk before the clock stops.
@@ -354,16 +410,23 @@ struct Cell {
     overhead_percent: f64,
     /// CPU seconds per op that recording adds.
     recording_cpu_s: f64,
+    /// Throughput lost to stamping alone (index and time, nothing kept), in percent of the
+    /// unrecorded throughput; measured against the no-op target only.
+    stamp_only_percent: Option<f64>,
 }
 
 fn cell(target: Target, concurrency: usize, secs: f64, repeats: usize, dir: &Path) -> Cell {
     let mut with = Vec::new();
     let mut without = Vec::new();
+    let mut stamped = Vec::new();
     for _ in 0..repeats {
-        // Interleaved, so drift in the machine's speed hits both alike; the costs are taken
+        // Interleaved, so drift in the machine's speed hits all alike; the costs are taken
         // pair by pair for the same reason (other builds share this machine).
-        without.push(measure(target, concurrency, secs, None));
-        with.push(measure(target, concurrency, secs, Some(dir)));
+        without.push(measure(target, concurrency, secs, Mode::Off, dir));
+        with.push(measure(target, concurrency, secs, Mode::Full, dir));
+        if target == Target::Noop {
+            stamped.push(measure(target, concurrency, secs, Mode::StampOnly, dir));
+        }
     }
     let med = |v: &[Measured]| Measured {
         ops_per_s: median(v.iter().map(|m| m.ops_per_s).collect()),
@@ -384,6 +447,15 @@ fn cell(target: Target, concurrency: usize, secs: f64, repeats: usize, dir: &Pat
                 .map(|(w, wo)| w.cpu_per_op_s - wo.cpu_per_op_s)
                 .collect(),
         ),
+        stamp_only_percent: (!stamped.is_empty()).then(|| {
+            median(
+                stamped
+                    .iter()
+                    .zip(&without)
+                    .map(|(s, wo)| (1.0 - s.ops_per_s / wo.ops_per_s) * 100.0)
+                    .collect(),
+            )
+        }),
     }
 }
 
@@ -449,9 +521,18 @@ fn main() {
         cores()
     );
     let bare = median(noop.iter().map(|c| c.overhead_percent).collect());
+    let floor = median(noop.iter().filter_map(|c| c.stamp_only_percent).collect());
     println!(
-        "against the bare loop (no-op target, {:.0} ns of CPU per op without recording): {bare:.1}% fewer ops/s with recording; the loop does nothing else, so this is near 100% by construction",
+        "against the bare loop (no-op target, {:.0} ns of CPU per op without recording): {bare:.1}% fewer ops/s with recording; the loop does nothing else, so this is large by construction",
         median(noop.iter().map(|c| c.without.cpu_per_op_s).collect()) * 1e9
+    );
+    println!(
+        "the floor under any recorder there: giving each event an index and a time, keeping nothing, already makes {floor:.1}% fewer ops/s than the bare loop (per cell: {})",
+        noop.iter()
+            .zip([1, 10, 100])
+            .map(|(c, n)| format!("{n}: {:.1}%", c.stamp_only_percent.unwrap_or(f64::NAN)))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     // At a real call's rate the writer wakes for fewer events at a time, so recording's CPU
     // per op is measured again there rather than carried over from the no-op target.
