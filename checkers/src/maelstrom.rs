@@ -9,7 +9,11 @@
 //!   one implicit key these workloads have.
 //! - [`counter`] (`g-counter`, `pn-counter`): the final reads, one per node, agree and lie
 //!   between what the acknowledged adds sum to and what the adds that may have happened
-//!   (ok, plus `info` or unanswered ones) can sum to.
+//!   (ok, plus `info` or unanswered ones) can sum to (Maelstrom's check); and, beyond
+//!   Maelstrom, every earlier ok read lies between the sum of the negative and the sum of the
+//!   positive deltas of the adds that may have happened and were invoked before the read
+//!   completed — the only bounds a stale replica of an eventually consistent counter must
+//!   respect (for a g-counter, 0 and the sum of the adds invoked so far).
 //!
 //! ```
 //! use checkers::maelstrom::echo;
@@ -143,25 +147,37 @@ pub fn broadcast(history: &History) -> Verdict {
     verdict
 }
 
-/// G-counter and pn-counter: the final read at each node (its last ok keyless `read`
-/// invoked after every `add` completed) agree, and each lies in `[lo, hi]`, where `lo` is
-/// the sum of the ok adds plus the negative deltas of the adds that may have happened
-/// (`info` or unanswered), and `hi` the same with their positive deltas. Failed adds count
-/// for nothing.
+/// G-counter and pn-counter, judged on every ok keyless `read`:
+///
+/// - **Final reads** (each node's last ok read invoked after every `add` completed) agree, and
+///   each lies in `[lo, hi]`, where `lo` is the sum of the ok adds plus the negative deltas of
+///   the adds that may have happened (`info` or unanswered), and `hi` the same with their
+///   positive deltas. This is Maelstrom's check.
+/// - **Every other read** lies within what some subset of the adds invoked before the read
+///   completed can sum to: at least the sum of their negative deltas, at most the sum of their
+///   positive deltas (for a g-counter, `0 <= value <=` the sum of the adds invoked so far).
+///   A replica that has seen none of the adds yet legitimately reads 0, so nothing tighter is
+///   sound for an eventually consistent counter; a value outside was never the state of any
+///   replica.
+///
+/// Failed adds certainly did not happen and count for nothing.
 pub fn counter(history: &History) -> Verdict {
     let ops = history.ops();
     let (mut acknowledged, mut lo, mut hi) = (0i64, 0i64, 0i64);
     let (mut adds, mut ok_adds) = (0usize, 0usize);
-    // Reads invoked after this index saw every add settle (or give up).
-    let mut last_add = None;
-    let mut reads: Vec<(u64, u64)> = Vec::new();
+    // Reads invoked after this position saw every add settle (or give up).
+    let mut last_add: Option<usize> = None;
+    // Adds that may have happened, as (invocation position, delta), in invocation order.
+    let mut possible: Vec<(usize, i64)> = Vec::new();
+    // Ok reads as (invocation position, completion position), in invocation order.
+    let mut reads: Vec<(usize, usize)> = Vec::new();
     for (invoke, complete) in history.client_calls() {
         let call = &ops[invoke];
         let done = complete.map(|c| &ops[c]);
         match (call.f.as_str(), &call.key) {
             ("add", None) => {
                 adds += 1;
-                last_add = last_add.max(Some(done.map_or(u64::MAX, |d| d.index)));
+                last_add = last_add.max(Some(complete.unwrap_or(usize::MAX)));
                 let delta = match &call.value {
                     Value::Map(m) => m.get("delta").and_then(Value::as_int).unwrap_or(0),
                     v => v.as_int().unwrap_or(0),
@@ -172,42 +188,54 @@ pub fn counter(history: &History) -> Verdict {
                         acknowledged += delta;
                         lo += delta;
                         hi += delta;
+                        possible.push((invoke, delta));
                     }
                     Some(OpType::Fail) => {}
                     _ => {
                         lo += delta.min(0);
                         hi += delta.max(0);
+                        possible.push((invoke, delta));
                     }
                 }
             }
             ("read", None) => {
-                if let Some(d) = done.filter(|d| d.kind == OpType::Ok) {
-                    reads.push((call.index, d.index));
+                if let Some(c) = complete.filter(|&c| ops[c].kind == OpType::Ok) {
+                    reads.push((invoke, c));
                 }
             }
             _ => {}
         }
     }
-    // The last final read per node.
-    let mut finals: BTreeMap<String, (u64, Option<i64>)> = BTreeMap::new();
-    for (invoked, completed) in reads {
+    // The last final read per node, by completion position.
+    let mut finals: BTreeMap<String, (usize, Option<i64>)> = BTreeMap::new();
+    for &(invoked, completed) in &reads {
         if last_add.is_some_and(|last| invoked <= last) {
             continue;
         }
-        let d = &ops[completed as usize];
+        let d = &ops[completed];
         let node = d.node.clone().unwrap_or_else(|| d.process.to_string());
         finals.insert(node, (completed, d.value.as_int()));
     }
     let mut wrong = Vec::new();
-    for (node, (index, value)) in &finals {
+    for (node, (pos, value)) in &finals {
         let fits = value.is_some_and(|v| (lo..=hi).contains(&v));
         if !fits {
-            wrong.push(json!({"node": node, "read": value, "index": index}));
+            wrong.push(json!({"node": node, "read": value, "index": ops[*pos].index}));
         }
     }
     let values: std::collections::BTreeSet<Option<i64>> =
         finals.values().map(|(_, v)| *v).collect();
     let converged = values.len() <= 1;
+
+    let final_positions: std::collections::BTreeSet<usize> =
+        finals.values().map(|(pos, _)| *pos).collect();
+    let intermediate: Vec<(usize, usize)> = reads
+        .iter()
+        .copied()
+        .filter(|(_, c)| !final_positions.contains(c))
+        .collect();
+    let out_of_bounds = out_of_bounds_reads(ops, &possible, &intermediate);
+
     let mut explanation: Vec<String> = wrong
         .iter()
         .take(MAX_EXPLAINED)
@@ -227,34 +255,59 @@ pub fn counter(history: &History) -> Verdict {
             .collect();
         explanation.push(format!("final reads differ: {}", reads.join(", ")));
     }
-    let (valid, summary) = if finals.is_empty() {
-        (
-            Validity::Unknown,
-            "no read after the last add completed, so the final value is unknown".to_string(),
-        )
-    } else if wrong.is_empty() && converged {
-        (
-            Validity::True,
-            format!(
-                "the final read at every node is {}, within [{lo}, {hi}] (acknowledged adds sum to {acknowledged})",
-                values.iter().flatten().next().copied().unwrap_or_default()
-            ),
-        )
+    for r in out_of_bounds.iter().take(MAX_EXPLAINED) {
+        explanation.push(format!(
+            "op {} (process {}) read {} at {}, outside [{}, {}]: no subset of the adds invoked before it completed sums to that",
+            r["index"], r["process"], r["value"], r["node"].as_str().unwrap_or("?"),
+            r["lower_bound"], r["upper_bound"]
+        ));
+    }
+    if out_of_bounds.len() > MAX_EXPLAINED {
+        explanation.push(format!(
+            "... and {} more reads out of bounds (all in the details)",
+            out_of_bounds.len() - MAX_EXPLAINED
+        ));
+    }
+
+    let earlier = if intermediate.is_empty() {
+        String::new()
+    } else if out_of_bounds.is_empty() {
+        format!("; all {} earlier reads within bounds", intermediate.len())
     } else {
-        (
-            Validity::False,
-            format!(
-                "{} of {} final reads outside [{lo}, {hi}]{}",
-                wrong.len(),
-                finals.len(),
-                if converged {
-                    ""
-                } else {
-                    "; the nodes have not converged"
-                }
-            ),
+        format!(
+            "; {} of {} earlier reads outside what the adds invoked before them can sum to",
+            out_of_bounds.len(),
+            intermediate.len()
         )
     };
+    let finals_fit = wrong.is_empty() && converged;
+    let finals_text = if finals.is_empty() {
+        "no read after the last add completed, so the final value is unknown".to_string()
+    } else if finals_fit {
+        format!(
+            "the final read at every node is {}, within [{lo}, {hi}] (acknowledged adds sum to {acknowledged})",
+            values.iter().flatten().next().copied().unwrap_or_default()
+        )
+    } else {
+        format!(
+            "{} of {} final reads outside [{lo}, {hi}]{}",
+            wrong.len(),
+            finals.len(),
+            if converged {
+                ""
+            } else {
+                "; the nodes have not converged"
+            }
+        )
+    };
+    let valid = if !out_of_bounds.is_empty() || !finals_fit {
+        Validity::False
+    } else if finals.is_empty() {
+        Validity::Unknown
+    } else {
+        Validity::True
+    };
+    let summary = format!("{finals_text}{earlier}");
     Verdict {
         checker: "counter".into(),
         valid,
@@ -266,10 +319,55 @@ pub fn counter(history: &History) -> Verdict {
             "acknowledged_sum": acknowledged,
             "lower_bound": lo,
             "upper_bound": hi,
-            "final_reads": finals.iter().map(|(n, (i, v))| json!({"node": n, "index": i, "value": v})).collect::<Vec<_>>(),
+            "final_reads": finals.iter().map(|(n, (pos, v))| json!({"node": n, "index": ops[*pos].index, "value": v})).collect::<Vec<_>>(),
             "wrong": wrong,
+            "intermediate_reads": intermediate.len(),
+            "out_of_bounds_reads": out_of_bounds,
         }),
     }
+}
+
+/// The reads among `reads` (invocation and completion positions) whose value no subset of the
+/// adds in `possible` invoked before the read completed can sum to, each as the ok read's
+/// history index, its invocation's, process, node, value and the bounds it broke.
+fn out_of_bounds_reads(
+    ops: &[Op],
+    possible: &[(usize, i64)],
+    reads: &[(usize, usize)],
+) -> Vec<serde_json::Value> {
+    // Sums of the negative and of the positive deltas of the first k possible adds.
+    let mut negative = Vec::with_capacity(possible.len() + 1);
+    let mut positive = Vec::with_capacity(possible.len() + 1);
+    let (mut neg, mut pos) = (0i64, 0i64);
+    negative.push(neg);
+    positive.push(pos);
+    for &(_, delta) in possible {
+        neg = neg.saturating_add(delta.min(0));
+        pos = pos.saturating_add(delta.max(0));
+        negative.push(neg);
+        positive.push(pos);
+    }
+    debug_assert!(possible.windows(2).all(|w| w[0].0 < w[1].0));
+    let mut out = Vec::new();
+    for &(invoke, complete) in reads {
+        let k = possible.partition_point(|&(at, _)| at < complete);
+        let (lower, upper) = (negative[k], positive[k]);
+        let done = &ops[complete];
+        let value = done.value.as_int();
+        if value.is_some_and(|v| (lower..=upper).contains(&v)) {
+            continue;
+        }
+        out.push(json!({
+            "index": done.index,
+            "invoke_index": ops[invoke].index,
+            "process": done.process,
+            "node": done.node.clone().unwrap_or_else(|| done.process.to_string()),
+            "value": value,
+            "lower_bound": lower,
+            "upper_bound": upper,
+        }));
+    }
+    out
 }
 
 /// The broadcast or g-set history as the set workload on key 0: `broadcast v` and `add v`
@@ -411,6 +509,121 @@ mod tests {
         h.call(4, OpType::Ok, "read", Value::Nil, Value::Int(0), "n1");
         adds(&mut h);
         assert_eq!(counter(&h.build()).valid, Validity::Unknown);
+    }
+
+    /// Adds and reads interleaved, then final reads of `total` at n1, n2 and n3.
+    fn finish(h: &mut H, total: i64) {
+        for (p, node) in [(10, "n1"), (11, "n2"), (12, "n3")] {
+            h.call(p, OpType::Ok, "read", Value::Nil, Value::Int(total), node);
+        }
+    }
+
+    #[test]
+    fn counter_accepts_stale_intermediate_reads_and_reads_counting_indeterminate_adds() {
+        let mut h = H(Vec::new());
+        h.call(0, OpType::Ok, "add", delta(3), delta(3), "n1");
+        // A replica that has not heard of the add yet.
+        h.call(1, OpType::Ok, "read", Value::Nil, Value::Int(0), "n2");
+        // An indeterminate add that did happen, seen by the next read.
+        h.call(2, OpType::Info, "add", delta(4), Value::Nil, "n1");
+        h.call(1, OpType::Ok, "read", Value::Nil, Value::Int(7), "n1");
+        // A read concurrent with an add (invoked before the read completed) may count it.
+        h.op(3, OpType::Invoke, "add", delta(5), None);
+        h.op(1, OpType::Invoke, "read", Value::Nil, None);
+        h.op(1, OpType::Ok, "read", Value::Int(12), Some("n1"));
+        h.op(3, OpType::Ok, "add", delta(5), Some("n1"));
+        // An add not answered yet may have happened, and one that times out too.
+        h.op(4, OpType::Invoke, "add", delta(1), None);
+        h.call(1, OpType::Ok, "read", Value::Nil, Value::Int(13), "n3");
+        h.op(4, OpType::Info, "add", Value::Nil, Some("n2"));
+        finish(&mut h, 13);
+        let v = counter(&h.build());
+        assert_eq!(v.valid, Validity::True, "{v:?}");
+        assert_eq!(v.details["intermediate_reads"], json!(4), "{v:?}");
+        assert_eq!(v.details["out_of_bounds_reads"], json!([]), "{v:?}");
+        assert!(
+            v.summary.contains("all 4 earlier reads within bounds"),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn counter_rejects_an_intermediate_read_above_the_adds_invoked_so_far() {
+        let mut h = H(Vec::new());
+        h.call(0, OpType::Ok, "add", delta(3), delta(3), "n1");
+        // 5 before the +2 is invoked: no replica can have held it yet.
+        h.call(1, OpType::Ok, "read", Value::Nil, Value::Int(5), "n2");
+        h.call(0, OpType::Ok, "add", delta(2), delta(2), "n1");
+        // A failed add certainly did not happen: counting it is as wrong.
+        h.call(2, OpType::Fail, "add", delta(100), Value::Nil, "n3");
+        h.call(1, OpType::Ok, "read", Value::Nil, Value::Int(105), "n3");
+        finish(&mut h, 5);
+        let v = counter(&h.build());
+        assert_eq!(v.valid, Validity::False, "{v:?}");
+        assert_eq!(
+            v.details["out_of_bounds_reads"],
+            json!([
+                {"index": 3, "invoke_index": 2, "process": 1, "node": "n2", "value": 5,
+                 "lower_bound": 0, "upper_bound": 3},
+                {"index": 9, "invoke_index": 8, "process": 1, "node": "n3", "value": 105,
+                 "lower_bound": 0, "upper_bound": 5},
+            ]),
+            "{v:?}"
+        );
+        // The final reads are right; the verdict says so and names the earlier ones.
+        assert!(
+            v.summary.starts_with("the final read at every node is 5")
+                && v.summary.contains("2 of 2 earlier reads outside"),
+            "{v:?}"
+        );
+        assert!(
+            v.explanation[0].starts_with("op 3 (process 1) read 5 at n2, outside [0, 3]"),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn counter_rejects_a_negative_g_counter_read_even_without_final_reads() {
+        let mut h = H(Vec::new());
+        h.call(0, OpType::Ok, "add", delta(1), delta(1), "n1");
+        h.call(1, OpType::Ok, "read", Value::Nil, Value::Int(-1), "n2");
+        h.call(0, OpType::Ok, "add", delta(1), delta(1), "n1");
+        let v = counter(&h.build());
+        // No read after the last add, yet the one read is proven wrong.
+        assert_eq!(v.valid, Validity::False, "{v:?}");
+        let bad = &v.details["out_of_bounds_reads"][0];
+        assert_eq!(
+            (&bad["value"], &bad["lower_bound"], &bad["upper_bound"]),
+            (&json!(-1), &json!(0), &json!(1)),
+            "{v:?}"
+        );
+        assert!(v.summary.contains("final value is unknown"), "{v:?}");
+    }
+
+    #[test]
+    fn counter_rejects_a_pn_counter_read_below_the_negative_deltas() {
+        let mut h = H(Vec::new());
+        h.call(0, OpType::Ok, "add", delta(5), delta(5), "n1");
+        h.call(1, OpType::Info, "add", delta(-2), Value::Nil, "n2");
+        // -2 is possible (a replica that saw only the decrement); -3 is not.
+        h.call(2, OpType::Ok, "read", Value::Nil, Value::Int(-2), "n2");
+        h.call(2, OpType::Ok, "read", Value::Nil, Value::Int(-3), "n3");
+        h.call(0, OpType::Ok, "add", delta(-4), delta(-4), "n1");
+        finish(&mut h, -1);
+        let v = counter(&h.build());
+        assert_eq!(v.valid, Validity::False, "{v:?}");
+        let bad = v.details["out_of_bounds_reads"].as_array().unwrap();
+        assert_eq!(bad.len(), 1, "{v:?}");
+        assert_eq!(
+            (
+                &bad[0]["index"],
+                &bad[0]["value"],
+                &bad[0]["lower_bound"],
+                &bad[0]["upper_bound"]
+            ),
+            (&json!(7), &json!(-3), &json!(-2), &json!(5)),
+            "{v:?}"
+        );
     }
 
     #[test]

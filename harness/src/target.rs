@@ -803,6 +803,12 @@ mod tests {
             pg(Isolation::Serializable).models(),
             vec![ConsistencyModel::Serializable]
         );
+        // Read committed is judged as read committed: the read skew and write skew it permits
+        // are reported as allowed anomalies, and only G0 / G1 would make the run invalid.
+        assert_eq!(
+            pg(Isolation::ReadCommitted).models(),
+            vec![ConsistencyModel::ReadCommitted]
+        );
         let asked = TargetOptions {
             consistency_models: vec![ConsistencyModel::Serializable],
             ..pg(Isolation::RepeatableRead)

@@ -1,7 +1,8 @@
 //! `splitbrain run --target ...` against real systems, with known answers: etcd keeps its
 //! promises under leader kills, but its serializable reads at a member cut off by a
-//! partition are stale; PostgreSQL's serializable level is serializable and its repeatable
-//! read (snapshot isolation) allows write skew (G2-item); Redis with Sentinel loses
+//! partition are stale; PostgreSQL's serializable level is serializable, its repeatable
+//! read (snapshot isolation) allows write skew (G2-item), and its read committed allows read
+//! skew, write skew and lost updates but never G0 or G1; Redis with Sentinel loses
 //! acknowledged writes when a partition isolates the primary; and the example Maelstrom
 //! node's gossip delivers every broadcast. Every run must leave no process behind. Needs root and Debian's
 //! etcd-server, redis-server, redis-sentinel and postgresql (ci/test.sh installs them).
@@ -470,6 +471,136 @@ fn postgres_repeatable_read_checked_for_serializable_shows_write_skew() {
     );
 }
 
+/// What PostgreSQL's READ COMMITTED prevents (Hermitage: G0, G1a, G1b, G1c), with the
+/// anomalies that imply them (a read of an aborted or intermediate state, a future read) and
+/// the ones no Adya history may contain: none may appear in any history it produces.
+const READ_COMMITTED_PREVENTS: [&str; 10] = [
+    "G0",
+    "G1a",
+    "G1b",
+    "G1c",
+    "dirty-update",
+    "incompatible-order",
+    "future-read",
+    "duplicate-elements",
+    "garbage",
+    "cyclic-versions",
+];
+
+/// What it permits and list-append shows: read skew (G-single, and the longer cycles of
+/// G-nonadjacent), write skew (G2-item), lost updates, and a transaction's second read seeing
+/// commits made since its first (`internal`: each statement takes a new snapshot).
+const READ_COMMITTED_PERMITS: [&str; 5] = [
+    "G-single",
+    "G-nonadjacent",
+    "G2-item",
+    "lost-update",
+    "internal",
+];
+
+#[test]
+fn postgres_read_committed_shows_the_anomalies_it_permits_and_none_it_prevents() {
+    use checkers::txn::ConsistencyModel;
+    // The model table agrees with PostgreSQL's documentation about what read committed is.
+    let prohibited = ConsistencyModel::prohibited_anomalies(&[ConsistencyModel::ReadCommitted]);
+    for a in READ_COMMITTED_PREVENTS {
+        assert!(
+            prohibited.contains(a),
+            "{a} is not prohibited: {prohibited:?}"
+        );
+    }
+    for a in READ_COMMITTED_PERMITS {
+        assert!(!prohibited.contains(a), "{a} is prohibited: {prohibited:?}");
+    }
+
+    let (store, out, results) = run(&[
+        "--target",
+        "postgres",
+        "--nodes",
+        "1",
+        "--isolation",
+        "read-committed",
+        "--workload",
+        "list-append",
+        "--concurrency",
+        "8",
+        "--time-limit",
+        "8",
+        "--rate",
+        "200",
+        "--seed",
+        "3",
+    ]);
+    // Judged at the level asked for: every anomaly found is one read committed allows, so the
+    // run is valid, and the verdict names them.
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(
+        results["test"],
+        json!("postgres-list-append-read-committed-none")
+    );
+    assert_eq!(
+        results["config"]["target_options"]["consistency_models"],
+        json!(["read-committed"])
+    );
+    let verdict = &results["checker"]["elle-list-append"];
+    assert_eq!(verdict["valid"], json!(true), "{results:#}");
+    let details = &verdict["details"];
+    assert_eq!(
+        details["prohibited-anomaly-types"],
+        json!([]),
+        "{details:#}"
+    );
+    let found: Vec<&str> = details["anomaly-types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    // Ten runs on a 2-core machine each found G-single (11 to 23 times), G2-item and
+    // internal; any one permitted anomaly will do.
+    assert!(
+        found.iter().any(|a| READ_COMMITTED_PERMITS.contains(a)),
+        "no anomaly read committed permits was found: {found:?}"
+    );
+    for a in &found {
+        assert!(
+            !READ_COMMITTED_PREVENTS.contains(a),
+            "{a} found: {details:#}"
+        );
+    }
+    let summary = verdict["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("valid under read-committed")
+            && summary.contains("found only anomalies these models allow"),
+        "{summary}"
+    );
+    let txns = results["stats"]["total"]["ok"].as_u64().unwrap();
+    // Enough transactions for the verdict to mean something (not a speed check).
+    assert!(txns > 100, "only {txns} committed transactions");
+
+    // The same history judged for serializability is invalid, for exactly those anomalies.
+    let history = store
+        .path()
+        .join("postgres-list-append-read-committed-none/latest/history.jsonl");
+    let check = run_splitbrain(&[
+        "check",
+        "--checker",
+        "list-append",
+        "--consistency-models",
+        "serializable",
+        "--json",
+        history.to_str().unwrap(),
+    ]);
+    assert_eq!(check.status.code(), Some(1), "{}", describe(&check));
+    let checked: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    let serializable = &checked["elle-list-append"];
+    assert_eq!(serializable["valid"], json!(false), "{serializable:#}");
+    assert_eq!(
+        serializable["details"]["prohibited-anomaly-types"], details["anomaly-types"],
+        "{serializable:#}"
+    );
+}
+
 #[test]
 fn maelstrom_broadcast_with_the_example_node_delivers_everything_and_counts_messages() {
     // The default --bin is this binary beside splitbrain.
@@ -608,6 +739,12 @@ fn maelstrom_pn_counter_converges_to_the_acknowledged_sum_through_partitions() {
         counter["details"]["ok_adds"].as_u64().unwrap() > 0,
         "{counter}"
     );
+    // The reads during the run are judged too: each within what the adds so far can sum to.
+    assert!(
+        counter["details"]["intermediate_reads"].as_u64().unwrap() > 0,
+        "{counter}"
+    );
+    assert_eq!(counter["details"]["out_of_bounds_reads"], json!([]));
 }
 
 #[test]
