@@ -320,6 +320,10 @@ fn search_component(
     // Per family (data, process, realtime): nodes on cycles already reported.
     let mut covered: [BTreeSet<u32>; 3] = Default::default();
     let mut gave_up = false;
+    let first_found = out.found.len();
+    // Simple cycles split off walks that passed a transaction twice, reported under their own
+    // classes unless a search of that class already found one here.
+    let mut pieces: Vec<Cycle> = Vec::new();
     for spec in specs {
         let mask = spec.mask();
         if !cache.iter().any(|(m, _)| *m == mask) {
@@ -331,7 +335,10 @@ fn search_component(
             .unwrap_or_else(|| unreachable!("just inserted"))
             .1;
         for comp in &comps.list {
-            match best_in(g, comps, comp, spec, cfg.budget_per_class, cancel, scratch) {
+            let (best, exhausted, split) =
+                best_in(g, comps, comp, spec, cfg.budget_per_class, cancel, scratch);
+            pieces.extend(split);
+            match (best, exhausted) {
                 (Some(cycle), exhausted) => {
                     gave_up |= exhausted;
                     covered[family(spec)].extend(cycle.nodes.iter().copied());
@@ -348,8 +355,22 @@ fn search_component(
             }
         }
     }
+    for piece in pieces {
+        let anomaly = classify(&piece.labels);
+        if !out.found[first_found..]
+            .iter()
+            .any(|f| f.anomaly == anomaly)
+        {
+            covered[family_of(&piece.labels)].extend(piece.nodes.iter().copied());
+            out.found.push(Found {
+                anomaly,
+                cycle: to_global(piece, global),
+            });
+        }
+    }
     // A component with a cycle that no class search managed to pin down (out of budget) still
-    // gets one cycle, from an unconstrained search, classified by what it uses.
+    // gets one cycle, from an unconstrained search, classified by what it uses (each simple
+    // piece of it, when the search's walk passed a transaction twice).
     let families: [(Labels, Spec); 3] = [
         (DATA, spec("any", WW | WR, 0, RwRule::Any, 0)),
         (
@@ -392,10 +413,12 @@ fn search_component(
                         &mut budget,
                         cancel,
                     ) {
-                        out.found.push(Found {
-                            anomaly: classify(&c.labels),
-                            cycle: to_global(c, global),
-                        });
+                        for piece in c.simple_pieces() {
+                            out.found.push(Found {
+                                anomaly: classify(&piece.labels),
+                                cycle: to_global(piece, global),
+                            });
+                        }
                         break 'anchors;
                     }
                     if budget == 0 {
@@ -407,6 +430,18 @@ fn search_component(
     }
     if gave_up {
         out.gave_up += 1;
+    }
+}
+
+/// The family (data, process, realtime) of a cycle by the edges it uses, as [`classify`]
+/// reads it.
+fn family_of(labels: &[Labels]) -> usize {
+    if labels.contains(&REALTIME) {
+        2
+    } else if labels.contains(&PROCESS) {
+        1
+    } else {
+        0
     }
 }
 
@@ -426,7 +461,8 @@ fn to_global(c: Cycle, global: &[u32]) -> Cycle {
 }
 
 /// The shortest cycle of `spec` through any anchor edge of component `comp`, within `budget`
-/// steps; also says whether the budget ran out first.
+/// steps; also says whether the budget ran out first, and returns the simple pieces of walks
+/// the search found that passed a transaction twice and held no simple cycle of `spec`.
 fn best_in(
     g: &LabelledGraph,
     comps: &Components,
@@ -435,12 +471,13 @@ fn best_in(
     budget: u64,
     cancel: Option<&AtomicBool>,
     scratch: &mut Scratch,
-) -> (Option<Cycle>, bool) {
+) -> (Option<Cycle>, bool, Vec<Cycle>) {
     let (label, forbidden) = spec.anchor();
     let id = comps.of[comp[0] as usize];
     let members = |n: u32| comps.of[n as usize] == id;
     let mut budget = budget;
     let mut best: Option<Cycle> = None;
+    let mut pieces = Vec::new();
     for &u in comp {
         for (v, l) in g.out_edges(u) {
             if l & label == 0 || l & forbidden != 0 || !members(v) {
@@ -457,20 +494,34 @@ fn best_in(
                 &mut budget,
                 cancel,
             ) {
-                Search::Found(c) => {
+                Search::Found(walk) => {
+                    let mut split = walk.simple_pieces();
+                    let c = if split.len() == 1 {
+                        walk
+                    } else if let Some(i) =
+                        split.iter().position(|p| classify(&p.labels) == spec.name)
+                    {
+                        split.swap_remove(i)
+                    } else {
+                        // Not a cycle of this class, but its pieces are real cycles: by the
+                        // rw edges they share out, at least one is of a class every model
+                        // that forbids this one also forbids.
+                        pieces.extend(split);
+                        continue;
+                    };
                     if best.as_ref().is_none_or(|b| c.nodes.len() < b.nodes.len()) {
                         best = Some(c);
                     }
                     if best.as_ref().is_some_and(|b| b.nodes.len() == 2) {
-                        return (best, false);
+                        return (best, false, pieces);
                     }
                 }
                 Search::None => {}
-                Search::GaveUp => return (best, true),
+                Search::GaveUp => return (best, true, pieces),
             }
         }
     }
-    (best, false)
+    (best, false, pieces)
 }
 
 #[cfg(test)]
@@ -508,6 +559,35 @@ mod tests {
         assert_eq!(classify(&[RW, WR, WW, RW]), "G2-item");
         assert_eq!(classify(&[RW, PROCESS]), "G-single-process");
         assert_eq!(classify(&[RW, REALTIME, PROCESS]), "G-single-realtime");
+    }
+
+    #[test]
+    fn a_walk_through_a_transaction_twice_is_reported_as_its_simple_cycles() {
+        // 0 -rw-> 1 -wr-> 2 -rw-> 1 -ww-> 3 -wr-> 0 has two rw edges, never adjacent, but passes
+        // 1 twice. Its simple cycles are 1 -wr-> 2 -rw-> 1 and 0 -rw-> 1 -ww-> 3 -wr-> 0: both
+        // G-single. Both rw edges enter 1, so no simple cycle holds two: no G-nonadjacent.
+        let g = graph(
+            4,
+            &[(0, 1, RW), (1, 2, WR), (2, 1, RW), (1, 3, WW), (3, 0, WR)],
+        );
+        let outcome = search(
+            &g,
+            SearchConfig {
+                process: false,
+                realtime: false,
+                budget_per_class: 100_000,
+            },
+            None,
+        );
+        let found: Vec<&str> = outcome.found.iter().map(|f| f.anomaly).collect();
+        assert!(found.contains(&"G-single"), "{found:?}");
+        assert!(!found.contains(&"G-nonadjacent"), "{found:?}");
+        for f in &outcome.found {
+            let mut nodes = f.cycle.nodes.clone();
+            nodes.sort_unstable();
+            nodes.dedup();
+            assert_eq!(nodes.len(), f.cycle.nodes.len(), "{f:?} is not simple");
+        }
     }
 
     #[test]

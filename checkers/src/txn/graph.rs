@@ -141,6 +141,43 @@ pub struct Cycle {
     pub labels: Vec<Labels>,
 }
 
+impl Cycle {
+    /// Splits a closed walk into simple cycles (each node at most once), which together use
+    /// its edges once each. A search over (node, automaton state) pairs can return a walk that
+    /// passes a transaction twice; such a walk is not a cycle in Adya's sense, and its class,
+    /// read off all its labels, may be none of its pieces' classes. A simple cycle comes back
+    /// as itself.
+    pub fn simple_pieces(&self) -> Vec<Cycle> {
+        let mut pieces = Vec::new();
+        // The path so far: each node with the label of the edge leaving it.
+        let mut path: Vec<(u32, Labels)> = Vec::with_capacity(self.nodes.len());
+        let mut at: HashMap<u32, usize> = HashMap::new();
+        for (&node, &label) in self.nodes.iter().zip(&self.labels) {
+            if let Some(&p) = at.get(&node) {
+                // The walk came back to `node`: path[p..] closes on itself.
+                let closed: Vec<(u32, Labels)> = path.drain(p..).collect();
+                for (n, _) in &closed {
+                    at.remove(n);
+                }
+                pieces.push(Cycle {
+                    nodes: closed.iter().map(|&(n, _)| n).collect(),
+                    labels: closed.iter().map(|&(_, l)| l).collect(),
+                });
+            }
+            at.insert(node, path.len());
+            path.push((node, label));
+        }
+        // What is left is a path from the walk's first node whose last edge leads back to it.
+        if !path.is_empty() {
+            pieces.push(Cycle {
+                nodes: path.iter().map(|&(n, _)| n).collect(),
+                labels: path.iter().map(|&(_, l)| l).collect(),
+            });
+        }
+        pieces
+    }
+}
+
 /// What one constrained search found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Search {
@@ -376,6 +413,34 @@ mod tests {
         assert_eq!(sub.edge_count(), 2);
         assert_eq!(sub.labels_between(0, 1), 5);
         assert_eq!(sub.labels_between(1, 0), 2);
+    }
+
+    #[test]
+    fn a_closed_walk_splits_into_simple_cycles_using_each_edge_once() {
+        // 641 -> 638 -> 639 -> 638 -> 639 -> 640 -> 641, as a search once reported it.
+        let walk = Cycle {
+            nodes: vec![641, 638, 639, 638, 639, 640],
+            labels: vec![1, 2, 4, 2, 1, 4],
+        };
+        let pieces = walk.simple_pieces();
+        assert_eq!(
+            pieces,
+            vec![
+                Cycle {
+                    nodes: vec![638, 639],
+                    labels: vec![2, 4]
+                },
+                Cycle {
+                    nodes: vec![641, 638, 639, 640],
+                    labels: vec![1, 2, 1, 4]
+                },
+            ]
+        );
+        let simple = Cycle {
+            nodes: vec![1, 2, 3],
+            labels: vec![1, 1, 4],
+        };
+        assert_eq!(simple.simple_pieces(), vec![simple.clone()]);
     }
 
     #[test]
