@@ -708,10 +708,10 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
     drop(progress);
     let interrupted = *stop.borrow();
     // Refnode runs end with per-node reads of every workload but the register's; an
-    // adapter's session run with the recovery read alone.
+    // adapter's session and set runs with the recovery read alone.
     let wants_final_reads = match &cluster {
         Some(_) => config.workload != Workload::Register,
-        None => config.workload == Workload::Session,
+        None => matches!(config.workload, Workload::Session | Workload::Set),
     };
     if !interrupted && wants_final_reads {
         let keys = keys_used.lock().expect("keys lock").clone();
@@ -1078,7 +1078,8 @@ const FINAL_PROCESS: u64 = 1_000_000_000;
 /// which `lost-writes` judges) and, on refnode, once at every node directly (`local-read`
 /// with the node named, which `convergence` compares). An adapter's recovery read goes
 /// through a fresh client of the target, which finds the primary (or the member) the way
-/// the workers' clients do. Every call is bounded by the op timeout.
+/// the workers' clients do; for the set workload it is a `set-read`, the final set that
+/// `set-add-wins` judges. Every call is bounded by the op timeout.
 async fn final_reads(
     config: &RunConfig,
     cluster: Option<&RefnodeCluster>,
@@ -1110,7 +1111,14 @@ async fn final_reads(
             error,
         });
     };
-    if config.workload == Workload::Session {
+    // A real system's replicas are not read one by one: its final set is what a client
+    // reads now.
+    let recovery_f = match (config.workload, cluster) {
+        (Workload::Session, _) => Some(F::Read),
+        (Workload::Set, None) => Some(F::Other("set-read".into())),
+        _ => None,
+    };
+    if let Some(f) = recovery_f {
         // The recovery read asks the leader, whatever the run's read routing: its answer is
         // what the cluster now holds.
         let leader_client = |process: u64| -> Box<dyn targets::Client> {
@@ -1130,28 +1138,14 @@ async fn final_reads(
                 return;
             }
             let call = Invocation {
-                f: F::Read,
+                f: f.clone(),
                 key: Some(Key::Int(key)),
                 value: Value::Nil,
             };
-            record(
-                process,
-                OpType::Invoke,
-                &F::Read,
-                key,
-                Value::Nil,
-                None,
-                None,
-            );
+            record(process, OpType::Invoke, &f, key, Value::Nil, None, None);
             let done = client.invoke(&call, config.op_timeout).await;
             record(
-                process,
-                done.kind,
-                &F::Read,
-                key,
-                done.value,
-                done.node,
-                done.error,
+                process, done.kind, &f, key, done.value, done.node, done.error,
             );
             if done.kind == OpType::Info {
                 process += 1;

@@ -81,7 +81,7 @@ impl Target {
                 Workload::ListAppend,
                 Workload::RwRegister,
             ],
-            Target::Redis => &[Workload::Register, Workload::Session],
+            Target::Redis => &[Workload::Register, Workload::Session, Workload::Set],
             Target::Maelstrom => &[],
         }
     }
@@ -837,6 +837,30 @@ mod tests {
         }
         let refnode = TargetOptions::default().default_checkers(Workload::Session);
         assert!(refnode.contains(&CheckerKind::Convergence), "{refnode:?}");
+    }
+
+    #[test]
+    fn redis_runs_the_set_workload_judged_by_its_final_set_alone() {
+        let redis = TargetOptions {
+            target: Target::Redis,
+            ..TargetOptions::default()
+        };
+        assert_eq!(
+            redis.validate(Workload::Set, &NemesisSpec::default()),
+            Ok(())
+        );
+        assert_eq!(
+            redis.default_checkers(Workload::Set),
+            vec![CheckerKind::SetAddWins]
+        );
+        let etcd = TargetOptions {
+            target: Target::Etcd,
+            ..TargetOptions::default()
+        };
+        assert!(
+            etcd.validate(Workload::Set, &NemesisSpec::default())
+                .is_err()
+        );
     }
 
     #[test]

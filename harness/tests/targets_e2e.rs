@@ -33,6 +33,19 @@ fn run(args: &[&str]) -> (tempfile::TempDir, std::process::Output, serde_json::V
     (store, out, results)
 }
 
+/// The Redis runs of this file take turns: a run without network faults picks free loopback
+/// ports and then binds them, and a cluster starting alongside could take one in between (as
+/// in `targets/tests/redis.rs`).
+static ONE_REDIS_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// [`run`], for a Redis run: one at a time.
+fn run_redis(args: &[&str]) -> (tempfile::TempDir, std::process::Output, serde_json::Value) {
+    let _turn = ONE_REDIS_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    run(args)
+}
+
 /// No process mentions the store, and none of the pids the adapter recorded lives (a
 /// Maelstrom node's command line does not name the store).
 fn assert_nothing_left(store: &Path, run_dir: &Path) {
@@ -154,7 +167,7 @@ fn etcd_members_in_namespaces_stay_linearizable_under_partitions_and_leave_nothi
 
 #[test]
 fn a_redis_run_with_sentinel_failover_starts_checks_and_cleans_up() {
-    let (_store, out, results) = run(&[
+    let (_store, out, results) = run_redis(&[
         "--target",
         "redis",
         "--nemesis",
@@ -198,7 +211,7 @@ fn redis_sentinel_loses_acknowledged_writes_when_the_primary_is_cut_off() {
     }
     // One partition from 6 s to 12 s: far longer than Sentinel's down-after (1 s) and the
     // failover that follows it (about 2 s); faults end 5 s before the 22 s limit.
-    let (_store, out, results) = run(&[
+    let (_store, out, results) = run_redis(&[
         "--target",
         "redis",
         "--workload",
@@ -260,6 +273,153 @@ fn redis_sentinel_loses_acknowledged_writes_when_the_primary_is_cut_off() {
         command.contains("--workload session") && command.contains("--partition-shapes primaries"),
         "{command}"
     );
+}
+
+/// The set workload on Redis + Sentinel without faults: every acknowledged add is in the
+/// final set that the recovery read (a fresh Sentinel-aware client, after the settle) finds
+/// at the primary.
+#[test]
+fn redis_sets_keep_every_acknowledged_add_without_faults() {
+    let (_store, out, results) = run_redis(&[
+        "--target",
+        "redis",
+        "--workload",
+        "set",
+        "--nemesis",
+        "none",
+        "--concurrency",
+        "5",
+        "--time-limit",
+        "10",
+        "--rate",
+        "100",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(results["test"], json!("redis-set-none"));
+    let checkers: Vec<&String> = results["checker"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        checkers,
+        vec!["set-add-wins"],
+        "no per-node reads, no convergence"
+    );
+    let sets = &results["checker"]["set-add-wins"];
+    assert_eq!(sets["valid"], json!(true), "{results:#}");
+    let run_dir = Path::new(results["store"].as_str().unwrap());
+    let history = history_lines(run_dir);
+    let acknowledged_adds = ok_calls(&history, "set-add");
+    // Enough adds and keys for the verdict to mean something (not a speed check).
+    assert!(
+        acknowledged_adds > 100,
+        "only {acknowledged_adds} adds: {sets:#}"
+    );
+    assert!(
+        sets["details"]["keys_checked"].as_u64().unwrap() >= 3,
+        "{sets:#}"
+    );
+    // Every key's final set came from the recovery read at the primary.
+    let recovery: Vec<&serde_json::Value> = history
+        .iter()
+        .filter(|op| op["process"].as_u64().is_some_and(|p| p >= 1_000_000_000))
+        .filter(|op| op["type"] == "ok")
+        .collect();
+    assert!(!recovery.is_empty());
+    assert!(
+        recovery
+            .iter()
+            .all(|op| op["f"] == "set-read" && op["node"] == "n1"),
+        "{recovery:?}"
+    );
+    eprintln!(
+        "redis set, no faults: {acknowledged_adds} acknowledged adds, {} removes, {} keys checked",
+        ok_calls(&history, "set-remove"),
+        sets["details"]["keys_checked"]
+    );
+}
+
+/// Issue 9's ground truth for the set checker: as in
+/// `redis_sentinel_loses_acknowledged_writes_when_the_primary_is_cut_off`, a partition
+/// isolates the primary, the Sentinels promote a replica, and the old primary keeps
+/// acknowledging adds until it becomes a replica of the new one and drops them. The final
+/// set the recovery read finds lacks them: `set-add-wins` reports them as lost adds.
+#[test]
+fn redis_sentinel_loses_acknowledged_set_adds_when_the_primary_is_cut_off() {
+    if let Err(why) = harness::fabric::netns::available() {
+        eprintln!("skipped: network namespaces are not available here: {why}");
+        return;
+    }
+    // One partition from 6 s to 12 s; faults end 5 s before the 22 s limit.
+    let (_store, out, results) = run_redis(&[
+        "--target",
+        "redis",
+        "--workload",
+        "set",
+        "--nemesis",
+        "partition",
+        "--partition-shapes",
+        "primaries",
+        "--nemesis-interval",
+        "12",
+        "--concurrency",
+        "5",
+        "--time-limit",
+        "22",
+        "--rate",
+        "100",
+        "--seed",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(results["test"], json!("redis-set-partition"));
+    let run_dir = Path::new(results["store"].as_str().unwrap());
+    let history = history_lines(run_dir);
+    let cuts: Vec<&serde_json::Value> = history
+        .iter()
+        .filter(|op| op["f"] == "start-partition" && op["type"] == "info")
+        .map(|op| &op["value"]["cut"])
+        .collect();
+    assert_eq!(cuts, vec![&json!("n1 | n2 n3")], "the primary n1 alone");
+    let sets = &results["checker"]["set-add-wins"];
+    assert_eq!(sets["valid"], json!(false), "{results:#}");
+    let lost = sets["details"]["lost_adds"].as_array().unwrap();
+    let acknowledged_adds = ok_calls(&history, "set-add");
+    assert!(
+        lost.len() >= 20,
+        "only {} of {acknowledged_adds} acknowledged adds lost: {sets:#}",
+        lost.len()
+    );
+    // Acknowledged by the old primary, missing from the final set read at the new one.
+    assert!(lost.iter().all(|l| l["add"]["type"] == "ok"), "{lost:?}");
+    assert!(lost.iter().any(|l| l["add"]["node"] == "n1"), "{lost:?}");
+    let recovery_nodes: std::collections::BTreeSet<&str> = history
+        .iter()
+        .filter(|op| op["process"].as_u64().is_some_and(|p| p >= 1_000_000_000))
+        .filter(|op| op["type"] == "ok" && op["f"] == "set-read")
+        .filter_map(|op| op["node"].as_str())
+        .collect();
+    assert!(
+        !recovery_nodes.is_empty() && !recovery_nodes.contains("n1"),
+        "the recovery reads ask the new primary: {recovery_nodes:?}"
+    );
+    assert!(
+        sets["summary"].as_str().unwrap().contains("lost add"),
+        "{sets:#}"
+    );
+    eprintln!(
+        "redis set, primary cut off: {} of {acknowledged_adds} acknowledged adds lost ({} keys checked); {}",
+        lost.len(),
+        sets["details"]["keys_checked"],
+        sets["summary"]
+    );
+}
+
+/// Calls of `f` that completed `ok` in the history.
+fn ok_calls(history: &[serde_json::Value], f: &str) -> usize {
+    history
+        .iter()
+        .filter(|op| op["f"] == f && op["type"] == "ok")
+        .count()
 }
 
 /// Issue 9's ground truth for stale reads: a partition cuts one etcd member off, and the

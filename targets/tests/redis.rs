@@ -93,6 +93,36 @@ async fn registers_and_sets_work_and_sentinel_fails_over_a_killed_primary() {
     }
     let s = a.invoke(&call(F::Read, 100, Value::Nil), T).await;
     assert_eq!((s.kind, s.value), (OpType::Ok, ints(&[1, 2, 3])));
+    // The set workload's own calls: set-add, set-remove, set-read (an absent set is empty).
+    let set_call = |f: &str, key: i64, value: Value| call(F::Other(f.into()), key, value);
+    let r = a.invoke(&set_call("set-read", 101, Value::Nil), T).await;
+    assert_eq!((r.kind, r.value), (OpType::Ok, ints(&[])));
+    for e in [5, 4, 6] {
+        let w = a.invoke(&set_call("set-add", 101, Value::Int(e)), T).await;
+        assert_eq!(
+            (w.kind, w.node.as_deref()),
+            (OpType::Ok, Some("n1")),
+            "{w:?}"
+        );
+    }
+    let w = a
+        .invoke(&set_call("set-remove", 101, Value::Int(5)), T)
+        .await;
+    assert_eq!(w.kind, OpType::Ok, "{w:?}");
+    let r = a.invoke(&set_call("set-read", 101, Value::Nil), T).await;
+    assert_eq!(
+        (r.kind, r.value, r.node.as_deref()),
+        (OpType::Ok, ints(&[4, 6]), Some("n1"))
+    );
+    // A register is not a set: Redis refuses (WRONGTYPE), which is a definite failure.
+    let w = a.invoke(&set_call("set-add", 1, Value::Int(1)), T).await;
+    assert_eq!(w.kind, OpType::Fail, "{w:?}");
+    assert!(
+        w.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("WRONGTYPE")),
+        "{w:?}"
+    );
 
     Kill::kill(&c, "n1").await.unwrap();
     let took = until_written(&mut a, 2, Duration::from_secs(30)).await;

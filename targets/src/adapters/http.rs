@@ -160,9 +160,8 @@ impl HttpClient {
 }
 
 /// Whether an idle connection is still usable: nothing to read yet (no FIN, no stray bytes).
-pub(crate) fn still_open(stream: &TcpStream) -> bool {
+pub(crate) fn still_open(stream: &impl std::os::fd::AsRawFd) -> bool {
     use nix::sys::socket::{MsgFlags, recv};
-    use std::os::fd::AsRawFd as _;
     let mut byte = [0u8; 1];
     matches!(
         recv(

@@ -33,7 +33,6 @@ pub mod redis;
 
 mod http;
 mod procs;
-mod resp;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;

@@ -1,29 +1,40 @@
 //! Redis with Sentinel: a primary (n1), replicas (n2, n3) and Sentinels (s1, s2, s3) from
 //! Debian's `redis-server` and `redis-sentinel`, and a client that asks the Sentinels which
-//! node is the primary, as Sentinel-aware Redis clients do.
+//! node is the primary, as Sentinel-aware Redis clients do. The protocol is redis-rs's
+//! (`redis` crate, one multiplexed connection per server, on a socket opened here so that
+//! "never sent" stays apart from "sent, no answer").
 //!
 //! Operations (keys as decimal text; values as decimal text):
 //! - `read k` → `ok` with the register's integer, the set's sorted elements, or `nil` (one
-//!   Lua script, so the type check and the read are atomic); any error → `fail`.
-//! - `write k v` (`SET`), `add k v` (`SADD`, the set workload; without a key the set is
-//!   `set`), `cas k [from to]` (a Lua compare-and-set) → `ok`; `fail` when Redis answers
-//!   with an error (it refused the command before running it: `READONLY` from a demoted
-//!   primary, `MASTERDOWN`, ...) or the compare failed; `info` on a timeout or a broken
-//!   connection. With [`RedisConfig::wait_replicas`] set, a write is followed by `WAIT`;
-//!   fewer acknowledgements than asked make it `info` (applied on the primary, maybe lost).
+//!   Lua script, so the type check and the read are atomic); `set-read k` (`SMEMBERS`, the
+//!   set workload) → `ok` with the sorted elements (an absent set is empty); a read that
+//!   gets no answer is `fail`.
+//! - `write k v` (`SET`), `add k v` and `set-add k v` (`SADD`; without a key the set is
+//!   `set`), `set-remove k v` (`SREM`), `cas k [from to]` (a Lua compare-and-set) → `ok`;
+//!   `fail` when nothing was sent, when Redis answers with an error (it refused the command
+//!   before running it: `READONLY` from a demoted primary, `NOREPLICAS`, `LOADING`,
+//!   `MASTERDOWN`, ...) or when the compare failed; `info` on a timeout or a connection
+//!   that broke after sending. With [`RedisConfig::wait_replicas`] set, a write is followed
+//!   by `WAIT`; fewer acknowledgements than asked make it `info` (applied on the primary,
+//!   maybe lost).
 //!
 //! Known ground truth: a partition that isolates the primary, followed by a Sentinel
-//! failover, loses acknowledged writes (Redis replication is asynchronous).
+//! failover, loses acknowledged writes and set elements (Redis replication is
+//! asynchronous).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use async_trait::async_trait;
 use histories::{F, Key, OpType, Value};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, RedisConnectionInfo, Role};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::procs::{self, Procs};
-use super::resp::{Resp, RespConn};
 use super::{NodeHost, completion, hosts_for, install, key_text, ports_for, refuse};
 use crate::db::{Client, Completion, Db, Invocation, Kill, NodeId, Pause, Primary};
 
@@ -239,32 +250,28 @@ impl RedisCluster {
         Ok(())
     }
 
-    /// What `ROLE` says of a data node: `master` or `slave`, or `None` when it is silent.
-    async fn role(&self, node: &Proc) -> Option<(String, Resp)> {
-        let mut c = RespConn::new(&node.addr());
-        let r = c.call(&["ROLE"], T_ADMIN).await.ok()?;
-        Some((r.items().first()?.as_text()?, r))
+    /// What `ROLE` says of a data node, or why it said nothing readable.
+    async fn role(&self, node: &Proc) -> Result<Role, String> {
+        ask(&node.addr(), &redis::cmd("ROLE"), T_ADMIN).await
     }
 
     /// The primary the Sentinels name (the first that answers).
     async fn sentinel_primary(&self) -> Option<&Proc> {
         for s in &self.sentinels {
-            let mut c = RespConn::new(&s.addr());
-            let Ok(r) = c
-                .call(
-                    &["SENTINEL", "get-master-addr-by-name", MASTER_NAME],
-                    T_ADMIN,
-                )
-                .await
+            let Ok(Some((ip, port))) = ask::<Option<(String, u16)>>(
+                &s.addr(),
+                redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(MASTER_NAME),
+                T_ADMIN,
+            )
+            .await
             else {
                 continue;
             };
-            let addr: Vec<String> = r.items().iter().filter_map(Resp::as_text).collect();
-            if let [ip, port] = addr.as_slice() {
-                let addr = format!("{ip}:{port}");
-                if let Some(p) = self.nodes.iter().find(|n| n.addr() == addr) {
-                    return Some(p);
-                }
+            let addr = format!("{ip}:{port}");
+            if let Some(p) = self.nodes.iter().find(|n| n.addr() == addr) {
+                return Some(p);
             }
         }
         None
@@ -275,11 +282,11 @@ impl RedisCluster {
     async fn health_problem(&self) -> Option<Problem> {
         let primary = &self.nodes[0];
         match self.role(primary).await {
-            Some((role, r)) if role == "master" => {
-                let replicas = r.items().get(2).map_or(0, |l| l.items().len());
-                if replicas < self.nodes.len() - 1 {
+            Ok(Role::Primary { replicas, .. }) => {
+                if replicas.len() < self.nodes.len() - 1 {
                     return Some(Problem::Replication(format!(
-                        "the primary has {replicas} replicas"
+                        "the primary has {} replicas",
+                        replicas.len()
                     )));
                 }
             }
@@ -291,18 +298,17 @@ impl RedisCluster {
             }
         }
         for s in &self.sentinels {
-            let mut c = RespConn::new(&s.addr());
-            let Ok(r) = c.call(&["SENTINEL", "master", MASTER_NAME], T_ADMIN).await else {
+            // A flat list of field names and values.
+            let Ok(fields) = ask::<HashMap<String, String>>(
+                &s.addr(),
+                redis::cmd("SENTINEL").arg("master").arg(MASTER_NAME),
+                T_ADMIN,
+            )
+            .await
+            else {
                 return Some(Problem::Sentinels(format!("{} does not answer", s.id)));
             };
-            let fields: Vec<String> = r.items().iter().filter_map(Resp::as_text).collect();
-            let get = |k: &str| {
-                fields
-                    .chunks(2)
-                    .find(|kv| kv[0] == k)
-                    .and_then(|kv| kv.get(1).cloned())
-                    .unwrap_or_default()
-            };
+            let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
             if get("port") != primary.port.to_string() || get("flags") != "master" {
                 return Some(Problem::Sentinels(format!(
                     "{} does not follow the primary yet",
@@ -447,7 +453,7 @@ impl Primary for RedisCluster {
     async fn primaries(&self) -> Vec<NodeId> {
         let mut out = Vec::new();
         for n in &self.nodes {
-            if self.role(n).await.is_some_and(|(r, _)| r == "master") {
+            if matches!(self.role(n).await, Ok(Role::Primary { .. })) {
                 out.push(n.id.clone());
             }
         }
@@ -460,8 +466,8 @@ impl Primary for RedisCluster {
 #[derive(Debug)]
 pub struct RedisClient {
     nodes: Vec<(NodeId, String)>,
-    sentinels: Vec<RespConn>,
-    conn: Option<(usize, RespConn)>,
+    sentinels: Vec<Conn>,
+    conn: Option<(usize, Conn)>,
     wait_replicas: u32,
     wait_timeout_ms: u64,
 }
@@ -485,7 +491,7 @@ impl RedisClient {
     ) -> RedisClient {
         RedisClient {
             nodes,
-            sentinels: sentinels.iter().map(|s| RespConn::new(s)).collect(),
+            sentinels: sentinels.iter().map(|s| Conn::new(s)).collect(),
             conn: None,
             wait_replicas,
             wait_timeout_ms,
@@ -494,215 +500,392 @@ impl RedisClient {
 
     /// The connection to the primary: asks each Sentinel in turn and checks with `ROLE`
     /// that the node it names agrees. Nothing of the call was sent when this fails.
-    async fn ensure_conn(&mut self, deadline: tokio::time::Instant) -> Result<usize, String> {
+    async fn ensure_conn(&mut self, deadline: Instant) -> Result<usize, String> {
         if let Some((i, _)) = &self.conn {
             return Ok(*i);
         }
         let mut why = Vec::new();
         for s in &mut self.sentinels {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
+            if Instant::now() >= deadline {
                 break;
             }
-            let named = match s
-                .call(&["SENTINEL", "get-master-addr-by-name", MASTER_NAME], left)
-                .await
-            {
-                Ok(r) => r
-                    .items()
-                    .iter()
-                    .filter_map(Resp::as_text)
-                    .collect::<Vec<_>>(),
+            let named = s
+                .call(
+                    redis::cmd("SENTINEL")
+                        .arg("get-master-addr-by-name")
+                        .arg(MASTER_NAME),
+                    deadline,
+                )
+                .await;
+            let addr = match answer_as::<Option<(String, u16)>>(named) {
+                Ok(Some((ip, port))) => format!("{ip}:{port}"),
+                Ok(None) => {
+                    why.push(format!("sentinel {} names no primary", s.addr));
+                    continue;
+                }
                 Err(e) => {
-                    why.push(format!("sentinel {}: {e}", s.addr()));
+                    why.push(format!("sentinel {}: {e}", s.addr));
                     continue;
                 }
             };
-            let addr = named.join(":");
             let Some(i) = self.nodes.iter().position(|(_, a)| *a == addr) else {
-                why.push(format!("sentinel {} names {addr:?}", s.addr()));
+                why.push(format!("sentinel {} names {addr:?}", s.addr));
                 continue;
             };
-            let mut conn = RespConn::new(&self.nodes[i].1);
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match conn.call(&["ROLE"], left).await {
-                Ok(r) if r.items().first().and_then(Resp::as_text).as_deref() == Some("master") => {
+            let mut conn = Conn::new(&self.nodes[i].1);
+            let role = conn.call(&redis::cmd("ROLE"), deadline).await;
+            match answer_as::<Role>(role) {
+                Ok(Role::Primary { .. }) => {
                     self.conn = Some((i, conn));
                     return Ok(i);
                 }
-                Ok(r) => why.push(format!("{} says {r:?}", self.nodes[i].0)),
+                Ok(other) => why.push(format!("{} says {other:?}", self.nodes[i].0)),
                 Err(e) => why.push(format!("{}: {e}", self.nodes[i].0)),
             }
         }
         Err(format!("no primary found ({})", why.join("; ")))
     }
 
+    /// Sends `cmd` to the primary: its answer, or the call's completion when there is none.
+    /// After anything but an answer the client looks for the primary again (a demoted or
+    /// loading node refuses, a partitioned one stays silent).
     async fn exchange(
         &mut self,
         call: &Invocation,
-        args: Vec<String>,
-        deadline: tokio::time::Instant,
-    ) -> Result<(usize, Resp), Completion> {
+        cmd: &Cmd,
+        deadline: Instant,
+    ) -> Result<(usize, redis::Value), Completion> {
         let i = self
             .ensure_conn(deadline)
             .await
             .map_err(|e| refuse(call, e))?;
-        let node = self.nodes[i].0.clone();
         let conn = &mut self.conn.as_mut().expect("connected").1;
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let is_read = call.f == F::Read;
-        let indefinite = |e: String| {
-            let kind = if is_read { OpType::Fail } else { OpType::Info };
-            let value = if is_read {
-                Value::Nil
-            } else {
-                call.value.clone()
-            };
-            completion(kind, value, Some(&node), Some(e))
-        };
-        match conn.call(&args, left).await {
-            Ok(Resp::Error(e)) => {
-                // Refused before running; a demoted or loading node sends us looking again.
+        match conn.call(cmd, deadline).await {
+            Judged::Answer(v) => Ok((i, v)),
+            judged => {
                 self.conn = None;
-                let value = if is_read {
-                    Value::Nil
-                } else {
-                    call.value.clone()
-                };
-                Err(completion(OpType::Fail, value, Some(&node), Some(e)))
-            }
-            Ok(r) => Ok((i, r)),
-            Err(e) if e.not_sent() => {
-                self.conn = None;
-                Err(refuse(call, e.to_string()))
-            }
-            Err(e) => {
-                self.conn = None;
-                Err(indefinite(e.to_string()))
+                Err(failed(call, &self.nodes[i].0, judged))
             }
         }
     }
 
     /// After an applied write: `ok`, or `info` if `WAIT` got fewer replicas than asked.
-    async fn acknowledged(
-        &mut self,
-        call: &Invocation,
-        i: usize,
-        deadline: tokio::time::Instant,
-    ) -> Completion {
+    async fn acknowledged(&mut self, call: &Invocation, i: usize, deadline: Instant) -> Completion {
         let node = self.nodes[i].0.clone();
         if self.wait_replicas == 0 {
             return completion(OpType::Ok, call.value.clone(), Some(&node), None);
         }
-        let args = vec![
-            "WAIT".to_string(),
-            self.wait_replicas.to_string(),
-            self.wait_timeout_ms.to_string(),
-        ];
         let conn = &mut self.conn.as_mut().expect("connected").1;
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match conn.call(&args, left).await {
-            Ok(Resp::Int(n)) if n >= i64::from(self.wait_replicas) => {
-                completion(OpType::Ok, call.value.clone(), Some(&node), None)
-            }
-            other => {
-                if other.is_err() {
-                    self.conn = None;
-                }
-                completion(
-                    OpType::Info,
-                    call.value.clone(),
-                    Some(&node),
-                    Some(format!("applied on the primary, WAIT answered {other:?}")),
-                )
-            }
+        let judged = conn
+            .call(
+                redis::cmd("WAIT")
+                    .arg(self.wait_replicas)
+                    .arg(self.wait_timeout_ms),
+                deadline,
+            )
+            .await;
+        let replicas = i64::from(self.wait_replicas);
+        if matches!(judged, Judged::Answer(redis::Value::Int(n)) if n >= replicas) {
+            return completion(OpType::Ok, call.value.clone(), Some(&node), None);
         }
+        if !matches!(judged, Judged::Answer(_)) {
+            self.conn = None;
+        }
+        completion(
+            OpType::Info,
+            call.value.clone(),
+            Some(&node),
+            Some(format!("applied on the primary, WAIT answered {judged:?}")),
+        )
     }
 }
 
-fn int_arg(v: &Value) -> Option<String> {
-    v.as_int().map(|i| i.to_string())
+/// The Redis command for a call, or why there is none.
+fn command_for(call: &Invocation) -> Result<Cmd, String> {
+    let key = match (&call.key, &call.f) {
+        (Some(k), _) => key_text(k),
+        (None, F::Add | F::Read) => key_text(&Key::Str("set".into())),
+        (None, f) => return Err(format!("{f} needs a key")),
+    };
+    let int = |what: &str| {
+        call.value
+            .as_int()
+            .ok_or_else(|| format!("{what} needs an integer, got {}", call.value))
+    };
+    let mut cmd = Cmd::new();
+    match &call.f {
+        F::Read => cmd.arg("EVAL").arg(READ_SCRIPT).arg(1).arg(key),
+        F::Write => cmd.arg("SET").arg(key).arg(int("write")?),
+        F::Add => cmd.arg("SADD").arg(key).arg(int("add")?),
+        F::Cas => match call.value.as_cas() {
+            Some((from, to)) => cmd
+                .arg("EVAL")
+                .arg(CAS_SCRIPT)
+                .arg(1)
+                .arg(key)
+                .arg(from)
+                .arg(to),
+            None => return Err(format!("cas needs [from to], got {}", call.value)),
+        },
+        F::Other(f) => match f.as_str() {
+            SET_ADD => cmd.arg("SADD").arg(key).arg(int(SET_ADD)?),
+            SET_REMOVE => cmd.arg("SREM").arg(key).arg(int(SET_REMOVE)?),
+            SET_READ => cmd.arg("SMEMBERS").arg(key),
+            _ => return Err(format!("the redis client does not support {f}")),
+        },
+        f => return Err(format!("the redis client does not support {f}")),
+    };
+    Ok(cmd)
+}
+
+/// The set workload's calls (`harness`'s generator and `checkers`' `set-add-wins`).
+const SET_ADD: &str = "set-add";
+const SET_REMOVE: &str = "set-remove";
+const SET_READ: &str = "set-read";
+
+fn is_read(f: &F) -> bool {
+    *f == F::Read || matches!(f, F::Other(o) if o == SET_READ)
 }
 
 /// A register's integer, a set's sorted elements, or nil, from the read script's answer.
-fn read_result(r: &Resp) -> Result<Value, String> {
-    let items = r.items();
-    let t = items.first().and_then(Resp::as_text).unwrap_or_default();
-    let parse = |s: String| {
-        s.parse::<i64>()
-            .map(Value::Int)
-            .map_err(|_| format!("not an integer: {s:?}"))
-    };
-    match t.as_str() {
-        "none" => Ok(Value::Nil),
-        "string" => parse(items.get(1).and_then(Resp::as_text).unwrap_or_default()),
-        "set" => {
-            let mut elems = items
-                .get(1)
-                .map(Resp::items)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(Resp::as_text)
-                .map(parse)
-                .collect::<Result<Vec<_>, _>>()?;
-            elems.sort_by_key(|v| v.as_int());
-            Ok(Value::List(elems))
+fn read_result(r: redis::Value) -> Result<Value, String> {
+    let (t, value): (String, Option<redis::Value>) = match r {
+        redis::Value::Array(items) => {
+            let mut items = items.into_iter();
+            let t = items
+                .next()
+                .map(redis::from_redis_value::<String>)
+                .transpose()
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default();
+            (t, items.next())
         }
-        other => Err(format!("unexpected type {other:?}")),
+        other => return Err(format!("unexpected answer {other:?}")),
+    };
+    match (t.as_str(), value) {
+        ("none", _) => Ok(Value::Nil),
+        ("string", Some(v)) => redis::from_redis_value::<i64>(v)
+            .map(Value::Int)
+            .map_err(|e| format!("not an integer: {e}")),
+        ("set", Some(v)) => set_result(v),
+        (other, _) => Err(format!("unexpected type {other:?}")),
     }
+}
+
+/// A set's elements, sorted, from `SMEMBERS` (an absent key is the empty set).
+fn set_result(v: redis::Value) -> Result<Value, String> {
+    let mut elems = redis::from_redis_value::<Vec<i64>>(v)
+        .map_err(|e| format!("not a set of integers: {e}"))?;
+    elems.sort_unstable();
+    Ok(Value::List(elems.into_iter().map(Value::Int).collect()))
 }
 
 #[async_trait]
 impl Client for RedisClient {
     async fn invoke(&mut self, call: &Invocation, timeout: Duration) -> Completion {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let key = match (&call.key, &call.f) {
-            (Some(k), _) => key_text(k),
-            (None, F::Add | F::Read) => key_text(&Key::Str("set".into())),
-            (None, f) => return refuse(call, format!("{f} needs a key")),
+        let deadline = Instant::now() + timeout;
+        let cmd = match command_for(call) {
+            Ok(cmd) => cmd,
+            Err(why) => return refuse(call, why),
         };
-        let s = |x: &str| x.to_string();
-        let args = match &call.f {
-            F::Read => vec![s("EVAL"), s(READ_SCRIPT), s("1"), key],
-            F::Write => match int_arg(&call.value) {
-                Some(v) => vec![s("SET"), key, v],
-                None => return refuse(call, format!("write needs an integer, got {}", call.value)),
-            },
-            F::Add => match int_arg(&call.value) {
-                Some(v) => vec![s("SADD"), key, v],
-                None => return refuse(call, format!("add needs an integer, got {}", call.value)),
-            },
-            F::Cas => match call.value.as_cas() {
-                Some((from, to)) => vec![
-                    s("EVAL"),
-                    s(CAS_SCRIPT),
-                    s("1"),
-                    key,
-                    from.to_string(),
-                    to.to_string(),
-                ],
-                None => return refuse(call, format!("cas needs [from to], got {}", call.value)),
-            },
-            f => return refuse(call, format!("the redis client does not support {f}")),
-        };
-        let (i, answer) = match self.exchange(call, args, deadline).await {
+        let (i, answer) = match self.exchange(call, &cmd, deadline).await {
             Ok(r) => r,
             Err(done) => return done,
         };
         let node = self.nodes[i].0.clone();
-        match call.f {
-            F::Read => match read_result(&answer) {
-                Ok(v) => completion(OpType::Ok, v, Some(&node), None),
-                Err(e) => completion(OpType::Fail, Value::Nil, Some(&node), Some(e)),
-            },
-            F::Cas if answer != Resp::Int(1) => completion(
-                OpType::Fail,
-                call.value.clone(),
-                Some(&node),
-                Some("the value differs".into()),
-            ),
-            _ => self.acknowledged(call, i, deadline).await,
+        let read = match &call.f {
+            F::Read => Some(read_result(answer)),
+            F::Other(f) if f == SET_READ => Some(set_result(answer)),
+            F::Cas if answer != redis::Value::Int(1) => {
+                return completion(
+                    OpType::Fail,
+                    call.value.clone(),
+                    Some(&node),
+                    Some("the value differs".into()),
+                );
+            }
+            _ => None,
+        };
+        match read {
+            Some(Ok(v)) => completion(OpType::Ok, v, Some(&node), None),
+            // A read changes nothing: an answer it cannot use is a failed read.
+            Some(Err(e)) => completion(OpType::Fail, Value::Nil, Some(&node), Some(e)),
+            None => self.acknowledged(call, i, deadline).await,
         }
+    }
+}
+
+/// One connection to one Redis server or Sentinel through redis-rs, made on demand. A
+/// command goes out only on a connection that is still open, and anything but a proper
+/// answer drops the connection, so that a late answer is never taken for the next
+/// command's.
+#[derive(Debug)]
+struct Conn {
+    addr: String,
+    live: Option<Live>,
+}
+
+/// A redis-rs connection on a socket this module opened: the driver task that redis-rs
+/// multiplexes it with (aborted on drop), and a second handle on the socket to look at it
+/// while it is idle.
+#[derive(Debug)]
+struct Live {
+    conn: MultiplexedConnection,
+    driver: tokio::task::JoinHandle<()>,
+    socket: std::net::TcpStream,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl Live {
+    /// Whether a command sent now would reach the server: the driver still runs and the
+    /// server has not closed the idle connection (Sentinel closes the clients of a node it
+    /// demotes). Sending on a closed one would turn a certain "not sent" into an uncertain
+    /// "no answer".
+    fn usable(&self) -> bool {
+        !self.driver.is_finished() && super::http::still_open(&self.socket)
+    }
+}
+
+impl Conn {
+    fn new(addr: &str) -> Conn {
+        Conn {
+            addr: addr.to_string(),
+            live: None,
+        }
+    }
+
+    /// Connects unless connected. Nothing is sent on connecting (no `HELLO`, `AUTH`,
+    /// `SELECT` or `CLIENT SETINFO`), so an error here means the command was not sent.
+    async fn connect(&mut self, deadline: Instant) -> Result<&mut MultiplexedConnection, String> {
+        if self.live.as_ref().is_some_and(|l| !l.usable()) {
+            self.live = None;
+        }
+        if self.live.is_none() {
+            let stream = tokio::time::timeout_at(deadline, TcpStream::connect(&self.addr))
+                .await
+                .map_err(|_| "connect timed out".to_string())?
+                .map_err(|e| format!("connect: {e}"))?;
+            let _ = stream.set_nodelay(true);
+            let std_stream = stream.into_std().map_err(|e| e.to_string())?;
+            let socket = std_stream.try_clone().map_err(|e| e.to_string())?;
+            let stream = TcpStream::from_std(std_stream).map_err(|e| e.to_string())?;
+            let info = RedisConnectionInfo::default().set_skip_set_lib_name();
+            // The deadline is the caller's; redis-rs's own response timeout would cut it.
+            let config = AsyncConnectionConfig::new().set_response_timeout(None);
+            let setup = MultiplexedConnection::new_with_config(&info, stream, config);
+            let (conn, driver) = tokio::time::timeout_at(deadline, setup)
+                .await
+                .map_err(|_| "connection setup timed out".to_string())?
+                .map_err(|e| format!("connect: {e}"))?;
+            self.live = Some(Live {
+                conn,
+                driver: tokio::spawn(driver),
+                socket,
+            });
+        }
+        Ok(&mut self.live.as_mut().expect("connected above").conn)
+    }
+
+    /// Sends one command and waits for its answer until `deadline`.
+    async fn call(&mut self, cmd: &Cmd, deadline: Instant) -> Judged {
+        let exchanged = match self.connect(deadline).await {
+            Ok(conn) => {
+                match tokio::time::timeout_at(deadline, conn.send_packed_command(cmd)).await {
+                    Ok(answer) => Exchange::Done(answer),
+                    Err(_) => Exchange::TimedOut,
+                }
+            }
+            Err(why) => Exchange::NotSent(why),
+        };
+        let judged = judge(exchanged);
+        if !matches!(judged, Judged::Answer(_)) {
+            self.live = None;
+        }
+        judged
+    }
+}
+
+/// Asks one server or Sentinel one question on a fresh connection.
+async fn ask<T: FromRedisValue>(addr: &str, cmd: &Cmd, timeout: Duration) -> Result<T, String> {
+    let mut conn = Conn::new(addr);
+    answer_as(conn.call(cmd, Instant::now() + timeout).await)
+}
+
+/// An answer as `T`, or why there is none.
+fn answer_as<T: FromRedisValue>(judged: Judged) -> Result<T, String> {
+    match judged {
+        Judged::Answer(v) => redis::from_redis_value(v).map_err(|e| e.to_string()),
+        Judged::NotSent(why) | Judged::Refused(why) | Judged::Unknown(why) => Err(why),
+    }
+}
+
+/// How one command's exchange ended, before it is judged.
+#[derive(Debug)]
+enum Exchange {
+    /// No connection could be made: the command was not sent.
+    NotSent(String),
+    /// No answer before the deadline; the command may have run.
+    TimedOut,
+    /// What redis-rs returned once the command was handed to it: a reply (an error reply
+    /// among them), or an error on the way (a broken connection, an unreadable answer).
+    Done(redis::RedisResult<redis::Value>),
+}
+
+/// What an exchange means for the call.
+#[derive(Debug, PartialEq)]
+enum Judged {
+    /// The server's reply, which is not an error.
+    Answer(redis::Value),
+    /// The command was never sent: no connection could be made.
+    NotSent(String),
+    /// The server answered with an error, which Redis sends instead of running the command
+    /// (`READONLY` from a demoted primary, `NOREPLICAS`, `LOADING`, `MASTERDOWN`, ...): the
+    /// command certainly did not run.
+    Refused(String),
+    /// The command may have run: no answer in time, or the connection broke after sending.
+    Unknown(String),
+}
+
+/// Sorts an exchange into answer, certain failure and unknown outcome. Pure, so that the
+/// line between `fail` and `info` is tested without a server.
+fn judge(exchanged: Exchange) -> Judged {
+    match exchanged {
+        Exchange::NotSent(why) => Judged::NotSent(why),
+        Exchange::TimedOut => Judged::Unknown("timeout".into()),
+        Exchange::Done(Ok(redis::Value::ServerError(e))) => Judged::Refused(match e.details() {
+            Some(detail) => format!("{} {detail}", e.code()),
+            None => e.code().to_string(),
+        }),
+        Exchange::Done(Ok(v)) => Judged::Answer(v),
+        // An error reply that redis-rs hands back as an error still carries its code.
+        Exchange::Done(Err(e)) if e.code().is_some() => Judged::Refused(e.to_string()),
+        Exchange::Done(Err(e)) => Judged::Unknown(format!("sent, no usable answer: {e}")),
+    }
+}
+
+/// The completion of a call that got no usable answer: `fail` when it certainly did not
+/// run, or when it is a read (which changes nothing either way); `info` for a write that
+/// may have run.
+fn failed(call: &Invocation, node: &str, judged: Judged) -> Completion {
+    let read = is_read(&call.f);
+    let value = if read { Value::Nil } else { call.value.clone() };
+    match judged {
+        // Nothing reached the node: like any other refusal before sending.
+        Judged::NotSent(why) => completion(OpType::Fail, value, None, Some(why)),
+        Judged::Answer(v) => completion(
+            OpType::Fail,
+            value,
+            Some(node),
+            Some(format!("unexpected answer {v:?}")),
+        ),
+        Judged::Refused(why) => completion(OpType::Fail, value, Some(node), Some(why)),
+        Judged::Unknown(why) if read => completion(OpType::Fail, value, Some(node), Some(why)),
+        Judged::Unknown(why) => completion(OpType::Info, value, Some(node), Some(why)),
     }
 }
 
@@ -710,26 +893,141 @@ impl Client for RedisClient {
 mod tests {
     use super::*;
 
-    fn bulk(s: &str) -> Resp {
-        Resp::Bulk(Some(s.as_bytes().to_vec()))
+    fn bulk(s: &str) -> redis::Value {
+        redis::Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    /// A reply as redis-rs reads it off the wire.
+    fn reply(wire: &str) -> redis::Value {
+        redis::parse_redis_value(wire.as_bytes()).unwrap()
+    }
+
+    fn call(f: F, value: Value) -> Invocation {
+        Invocation {
+            f,
+            key: Some(Key::Int(1)),
+            value,
+        }
+    }
+
+    #[test]
+    fn error_replies_are_refusals_and_silence_after_sending_is_unknown() {
+        for wire in [
+            "-READONLY You can't write against a read only replica.\r\n",
+            "-NOREPLICAS Not enough good replicas to write.\r\n",
+            "-LOADING Redis is loading the dataset in memory\r\n",
+            "-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n",
+        ] {
+            let code = wire[1..].split(' ').next().unwrap();
+            match judge(Exchange::Done(Ok(reply(wire)))) {
+                Judged::Refused(why) => assert!(why.starts_with(code), "{why}"),
+                other => panic!("{wire:?} judged {other:?}"),
+            }
+        }
+        assert_eq!(
+            judge(Exchange::NotSent("connect: Connection refused".into())),
+            Judged::NotSent("connect: Connection refused".into())
+        );
+        assert!(matches!(judge(Exchange::TimedOut), Judged::Unknown(_)));
+        let broken =
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(matches!(
+            judge(Exchange::Done(Err(broken))),
+            Judged::Unknown(_)
+        ));
+        let coded = redis::make_extension_error("NOREPLICAS".into(), None);
+        assert!(matches!(
+            judge(Exchange::Done(Err(coded))),
+            Judged::Refused(_)
+        ));
+        assert_eq!(
+            judge(Exchange::Done(Ok(reply(":1\r\n")))),
+            Judged::Answer(redis::Value::Int(1))
+        );
+    }
+
+    #[test]
+    fn writes_without_an_answer_are_info_and_reads_fail() {
+        let unknown = || Judged::Unknown("timeout".into());
+        let refused = || Judged::Refused("READONLY".into());
+        for f in [
+            F::Write,
+            F::Cas,
+            F::Other(SET_ADD.into()),
+            F::Other(SET_REMOVE.into()),
+        ] {
+            let c = call(f, Value::Int(3));
+            let done = failed(&c, "n1", unknown());
+            assert_eq!(
+                (done.kind, done.value, done.node.as_deref()),
+                (OpType::Info, Value::Int(3), Some("n1"))
+            );
+            let done = failed(&c, "n1", refused());
+            assert_eq!(
+                (done.kind, done.node.as_deref()),
+                (OpType::Fail, Some("n1"))
+            );
+            let done = failed(&c, "n1", Judged::NotSent("connect".into()));
+            assert_eq!((done.kind, done.node), (OpType::Fail, None));
+        }
+        for f in [F::Read, F::Other(SET_READ.into())] {
+            let done = failed(&call(f, Value::Nil), "n1", unknown());
+            assert_eq!((done.kind, done.value), (OpType::Fail, Value::Nil));
+        }
+    }
+
+    #[test]
+    fn set_workload_calls_become_set_commands() {
+        let args = |c: &Invocation| -> Vec<String> {
+            command_for(c)
+                .unwrap()
+                .args_iter()
+                .map(|a| match a {
+                    redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+                    _ => "<cursor>".into(),
+                })
+                .collect()
+        };
+        assert_eq!(
+            args(&call(F::Other(SET_ADD.into()), Value::Int(4))),
+            ["SADD", "1", "4"]
+        );
+        assert_eq!(
+            args(&call(F::Other(SET_REMOVE.into()), Value::Int(4))),
+            ["SREM", "1", "4"]
+        );
+        assert_eq!(
+            args(&call(F::Other(SET_READ.into()), Value::Nil)),
+            ["SMEMBERS", "1"]
+        );
+        assert!(command_for(&call(F::Other(SET_ADD.into()), Value::Nil)).is_err());
+        assert!(command_for(&call(F::Other("local-read".into()), Value::Nil)).is_err());
     }
 
     #[test]
     fn reads_decode_registers_sets_and_absence() {
-        let reg = Resp::Array(Some(vec![bulk("string"), bulk("5")]));
-        assert_eq!(read_result(&reg), Ok(Value::Int(5)));
-        let set = Resp::Array(Some(vec![
+        let reg = redis::Value::Array(vec![bulk("string"), bulk("5")]);
+        assert_eq!(read_result(reg), Ok(Value::Int(5)));
+        let set = redis::Value::Array(vec![
             bulk("set"),
-            Resp::Array(Some(vec![bulk("3"), bulk("1")])),
-        ]));
+            redis::Value::Array(vec![bulk("3"), bulk("1")]),
+        ]);
         assert_eq!(
-            read_result(&set),
+            read_result(set),
             Ok(Value::List(vec![Value::Int(1), Value::Int(3)]))
         );
         assert_eq!(
-            read_result(&Resp::Array(Some(vec![bulk("none")]))),
+            read_result(redis::Value::Array(vec![bulk("none")])),
             Ok(Value::Nil)
         );
-        assert!(read_result(&Resp::Array(Some(vec![bulk("list")]))).is_err());
+        assert!(read_result(redis::Value::Array(vec![bulk("list")])).is_err());
+        assert_eq!(
+            set_result(redis::Value::Array(vec![bulk("10"), bulk("2")])),
+            Ok(Value::List(vec![Value::Int(2), Value::Int(10)]))
+        );
+        assert_eq!(
+            set_result(redis::Value::Array(vec![])),
+            Ok(Value::List(vec![]))
+        );
     }
 }
