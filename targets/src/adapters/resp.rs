@@ -96,11 +96,7 @@ impl RespConn {
         timeout: Duration,
     ) -> Result<Resp, RespError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        if self
-            .conn
-            .as_ref()
-            .is_some_and(|c| !super::http::still_open(c.get_ref()))
-        {
+        if self.conn.as_ref().is_some_and(|c| !still_open(c.get_ref())) {
             self.conn = None;
         }
         if self.conn.is_none() {
@@ -200,4 +196,21 @@ async fn read_line(conn: &mut BufReader<TcpStream>) -> Result<String, RespError>
         return Err(RespError::Broken("closed by the server".into()));
     }
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// Whether an idle connection is still usable: nothing to read yet (no FIN, no stray bytes).
+/// Sending on a connection the server already closed (it restarted, or timed the connection
+/// out) would turn a certain "not sent" into an uncertain "no answer".
+fn still_open(stream: &TcpStream) -> bool {
+    use nix::sys::socket::{MsgFlags, recv};
+    use std::os::fd::AsRawFd as _;
+    let mut byte = [0u8; 1];
+    matches!(
+        recv(
+            stream.as_raw_fd(),
+            &mut byte,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
+        ),
+        Err(nix::errno::Errno::EAGAIN)
+    )
 }
