@@ -7,4 +7,7 @@
 # history with bounded memory. About three minutes. Pass --quick for a 30-second version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# harness links the etcd adapter, whose gRPC client (etcd-client) needs protoc to build.
+command -v protoc >/dev/null 2>&1 ||
+  { echo "ci/bench-recorder.sh: protoc is missing; install Debian's protobuf-compiler first" >&2; exit 254; }
 cargo bench -p harness --bench recorder -- "$@"

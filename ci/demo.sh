@@ -4,7 +4,18 @@
 # Prints each run's summary table, verdict and store directory. Extra flags go to both runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --workspace --bins
+# The etcd adapter's gRPC client (etcd-client) generates its code with protoc at build time.
+if ! command -v protoc >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "ci/demo.sh: protoc is missing; install Debian's protobuf-compiler (or run as root) first" >&2
+    exit 254
+  fi
+  echo "ci/demo.sh: installing protobuf-compiler"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler >/dev/null ||
+    { echo "ci/demo.sh: could not install protobuf-compiler" >&2; exit 254; }
+fi
+cargo build --release --workspace --bins || exit 255
 sb=target/release/splitbrain
 seed=${SEED:-42}
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Sets up and runs splitbrain's test suite on a fresh machine that has the Rust toolchain:
-# installs the Debian packages the tests drive for real (network namespaces and firewall rules,
-# headless Chromium for the report test, etcd, Redis, PostgreSQL) when they are missing, then
-# runs the format and lint checks and every test of the workspace against real processes.
+# installs the Debian packages the build needs (protoc, for etcd-client's generated gRPC code)
+# and those the tests drive for real (network namespaces and firewall rules, headless Chromium
+# for the report test, etcd, Redis, PostgreSQL) when they are missing, then runs the format and
+# lint checks and every test of the workspace against real processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # command-to-look-for:debian-package
 needed=(
+  protoc:protobuf-compiler
   ip:iproute2
   nft:nftables
   iptables:iptables

@@ -1,5 +1,5 @@
 //! Debian's real etcd, three members on loopback, started by the adapter: registers, CAS and
-//! transactions through the JSON gateway, the leader killed and paused, and a teardown that
+//! transactions over gRPC (etcd-client), the leader killed and paused, and a teardown that
 //! leaves no process behind. Installs `etcd-server` when it is missing.
 
 use std::time::{Duration, Instant};

@@ -1,11 +1,10 @@
 //! etcd: a cluster of Debian's `etcd` (3.4) started by the harness, or an external one, and a
-//! client over etcd's v3 JSON gateway.
+//! client over etcd's gRPC API through the maintained `etcd-client` crate (tonic underneath).
 //!
-//! Why the JSON gateway rather than a gRPC crate: the maintained Rust client (`etcd-client`)
-//! compiles etcd's `.proto` files at build time and so needs `protoc` installed before the
-//! workspace even builds; the gateway is part of every etcd v3 server, speaks the same
-//! `KV` API (range, put, txn with compares) with the same semantics, and a small HTTP client
-//! lets this adapter tell "never sent" (definite) from "sent, no answer" (indeterminate).
+//! Each client holds one gRPC channel per member, connected on first use under the
+//! operation's deadline, so a dead member only costs the process that is bound to it. The
+//! adapter keeps Jepsen's distinction between "certainly not applied" (`fail`) and "maybe
+//! applied" (`info`); [`effect_of`] says how each error is judged and why.
 //!
 //! Operations (keys are integers or strings, stored as their decimal or plain text; values
 //! as JSON text):
@@ -13,8 +12,8 @@
 //!   Linearizable (through the leader's read index) or serializable (the member's local
 //!   state, possibly stale) as [`EtcdReads`] says.
 //! - `write k v` → `ok`; an error etcd gives before proposing (no leader, too many
-//!   requests, bad request) or a refused connection → `fail`; a timeout, a broken
-//!   connection or "leader changed" / "request timed out" → `info`.
+//!   requests, bad request) or a connection that could not be made → `fail`; a timeout, a
+//!   connection broken after sending or "leader changed" / "request timed out" → `info`.
 //! - `cas k [from to]` → one txn comparing the value: `ok` when it applied, `fail` when the
 //!   compare failed; errors as for `write`.
 //! - `txn [[r k nil] [append k v] [w k v] ...]` (list-append and rw-register): reads every
@@ -22,19 +21,19 @@
 //!   in one txn guarded by each key's `mod_revision`: `ok` with the reads filled in, `fail`
 //!   when another writer got in between (the guard failed) — strict serializable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use async_trait::async_trait;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
+use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
 use histories::{F, MicroF, MicroOp, OpType, Value};
-use serde_json::{Value as Json, json};
+use tokio::time::Instant;
+use tonic::Code;
 
-use super::http::{HttpClient, HttpError};
 use super::procs::{self, Procs};
 use super::{NodeHost, completion, hosts_for, install, key_text, ports_for, refuse, txn_ops};
 use crate::db::{Client, Completion, Db, Invocation, Kill, NodeId, Pause, Primary};
@@ -118,7 +117,7 @@ pub fn ensure_installed() -> anyhow::Result<()> {
 struct Member {
     id: NodeId,
     host: NodeHost,
-    /// `ip:port` of the client (and gateway) listener.
+    /// `ip:port` of the client (gRPC) listener.
     client_addr: String,
     peer_url: String,
 }
@@ -138,9 +137,6 @@ pub struct EtcdCluster {
     reads: EtcdReads,
     /// `None` in external mode.
     local: Option<Local>,
-    /// etcd member ids (decimal, as the gateway prints them) to node names, learned from
-    /// each member's status.
-    member_ids: Arc<Mutex<HashMap<String, NodeId>>>,
 }
 
 impl EtcdCluster {
@@ -176,7 +172,6 @@ impl EtcdCluster {
                 binary,
                 config,
             }),
-            member_ids: Arc::default(),
         })
     }
 
@@ -211,7 +206,6 @@ impl EtcdCluster {
             members,
             reads: config.reads,
             local: None,
-            member_ids: Arc::default(),
         })
     }
 
@@ -293,14 +287,10 @@ impl EtcdCluster {
             .map(|m| {
                 let (id, addr) = (m.id.clone(), m.client_addr.clone());
                 tokio::spawn(async move {
-                    let mut http = HttpClient::new(&addr);
-                    let status = match http
-                        .post_json("/v3/maintenance/status", &json!({}), timeout)
+                    let status = tokio::time::timeout(timeout, Status::of(&addr))
                         .await
-                    {
-                        Ok((200, body)) => Status::parse(&body),
-                        _ => None,
-                    };
+                        .ok()
+                        .flatten();
                     (id, status)
                 })
             })
@@ -309,12 +299,6 @@ impl EtcdCluster {
         for q in queries {
             if let Ok(r) = q.await {
                 out.push(r);
-            }
-        }
-        let mut ids = self.member_ids.lock().expect("lock");
-        for (node, status) in &out {
-            if let Some(s) = status {
-                ids.insert(s.member_id.clone(), node.clone());
             }
         }
         out
@@ -348,40 +332,43 @@ impl EtcdCluster {
     }
 }
 
-/// What `/v3/maintenance/status` says, the parts used here.
+/// What a member's `Maintenance.Status` says, the parts used here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Status {
-    member_id: String,
-    /// `"0"` when the member knows no leader.
-    leader: String,
+    member_id: u64,
+    /// 0 when the member knows no leader.
+    leader: u64,
 }
 
 impl Status {
-    fn parse(body: &Json) -> Option<Status> {
+    /// Asks the member at `addr` on a connection of its own (the caller bounds the time).
+    async fn of(addr: &str) -> Option<Status> {
+        let mut client = connect(addr).await.ok()?;
+        let answer = client.status().await.ok()?;
         Some(Status {
-            member_id: body["header"]["member_id"].as_str()?.to_string(),
-            leader: body["leader"].as_str().unwrap_or("0").to_string(),
+            member_id: answer.header()?.member_id(),
+            leader: answer.leader(),
         })
     }
 
     fn is_leader(&self) -> bool {
-        self.leader != "0" && self.leader == self.member_id
+        self.leader != 0 && self.leader == self.member_id
     }
 }
 
 /// Why the statuses are not those of a healthy cluster: every member answers and names the
 /// same leader.
 fn health_problem(statuses: &[(NodeId, Option<Status>)]) -> Option<String> {
-    let mut leader: Option<&str> = None;
+    let mut leader: Option<u64> = None;
     for (id, status) in statuses {
         let Some(s) = status else {
             return Some(format!("{id} does not answer"));
         };
-        if s.leader == "0" {
+        if s.leader == 0 {
             return Some(format!("{id} knows no leader"));
         }
         match leader {
-            None => leader = Some(&s.leader),
+            None => leader = Some(s.leader),
             Some(l) if l != s.leader => return Some("members disagree on the leader".into()),
             Some(_) => {}
         }
@@ -478,12 +465,53 @@ impl Primary for EtcdCluster {
 }
 
 /// An etcd client for one logical process: bound to member `process mod n`, moving to the
-/// next member only when a connection cannot be made (nothing was sent).
+/// next member only when a connection to it cannot be made (nothing was sent).
 #[derive(Debug)]
 pub struct EtcdClient {
-    nodes: Vec<(NodeId, HttpClient)>,
+    members: Vec<MemberConn>,
     bound: usize,
     reads: EtcdReads,
+}
+
+/// One member as one client sees it: its address and, once a connection was made, a gRPC
+/// channel to it (which tonic reconnects on the next request after the connection breaks).
+struct MemberConn {
+    id: NodeId,
+    addr: String,
+    client: Option<etcd_client::Client>,
+}
+
+impl fmt::Debug for MemberConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemberConn")
+            .field("id", &self.id)
+            .field("addr", &self.addr)
+            .field("connected", &self.client.is_some())
+            .finish()
+    }
+}
+
+/// How long a TCP connect to a member may take, also when tonic reconnects a broken channel.
+/// A connect that fails is certainly "not sent" and the next member is asked, while a request
+/// still waiting at the operation's deadline has to be called indeterminate; so a member that
+/// drops packets should fail the connect before most operations time out (1.5 s by default).
+/// A connect on a working network takes one round trip.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Opens a channel to the member at `addr` (`ip:port`) and waits until it is connected.
+/// Nothing is sent before this returns, so any error here is "not sent".
+async fn connect(addr: &str) -> Result<etcd_client::Client, String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad address {addr}: {e}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("connect to {addr}: {}", error_chain(&e)))?;
+    etcd_client::Client::from_channel(etcd_client::Channel::Tonic(channel), None)
+        .await
+        .map_err(|e| format!("connect to {addr}: {e}"))
 }
 
 /// Why one request did not succeed, and whether it certainly had no effect.
@@ -493,76 +521,129 @@ struct CallFailure {
     definite: bool,
 }
 
+fn definite(message: String) -> CallFailure {
+    CallFailure {
+        message,
+        definite: true,
+    }
+}
+
+fn indeterminate(message: String) -> CallFailure {
+    CallFailure {
+        message,
+        definite: false,
+    }
+}
+
 impl EtcdClient {
-    /// `nodes` are `(name, host:port)` pairs of client URLs.
+    /// `nodes` are `(name, host:port)` pairs of client URLs. Connects to nothing yet: each
+    /// member's channel is made on the first request that needs it.
     pub fn new(nodes: Vec<(NodeId, String)>, process: u64, reads: EtcdReads) -> EtcdClient {
         let n = nodes.len().max(1) as u64;
         EtcdClient {
             bound: (process % n) as usize,
-            nodes: nodes
+            members: nodes
                 .into_iter()
-                .map(|(id, addr)| (id, HttpClient::new(&addr)))
+                .map(|(id, addr)| MemberConn {
+                    id,
+                    addr,
+                    client: None,
+                })
                 .collect(),
             reads,
         }
     }
 
-    /// POSTs to the bound member, or to the next ones if it cannot be reached. Returns the
-    /// answering member's index with its JSON answer.
-    async fn call(
+    /// Member `i`'s client, connecting first if there is none yet. An error means nothing
+    /// was sent.
+    async fn connected(
         &mut self,
-        path: &str,
-        body: &Json,
-        deadline: tokio::time::Instant,
-    ) -> (usize, Result<Json, CallFailure>) {
-        let n = self.nodes.len();
-        let mut last = (self.bound, "no member to ask".to_string());
-        for k in 0..n {
-            let i = (self.bound + k) % n;
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match self.nodes[i].1.post_json(path, body, left).await {
-                Ok((200, answer)) => return (i, Ok(answer)),
-                Ok((_, answer)) => return (i, Err(gateway_failure(&answer))),
-                Err(e) if e.not_sent() => {
-                    last = (i, format!("{}: {e}", self.nodes[i].1.addr()));
-                }
-                Err(e) => {
-                    return (
-                        i,
-                        Err(CallFailure {
-                            message: e.to_string(),
-                            definite: matches!(e, HttpError::Connect(_)),
-                        }),
-                    );
-                }
-            }
+        i: usize,
+        deadline: Instant,
+    ) -> Result<etcd_client::Client, String> {
+        let member = &mut self.members[i];
+        if let Some(client) = &member.client {
+            // A clone shares the channel; the call future owns it, so it can be timed out.
+            return Ok(client.clone());
         }
-        (
-            last.0,
-            Err(CallFailure {
-                message: last.1,
-                definite: true,
-            }),
-        )
+        let client = tokio::time::timeout_at(deadline, connect(&member.addr))
+            .await
+            .map_err(|_| format!("connect to {} timed out", member.addr))??;
+        member.client = Some(client.clone());
+        Ok(client)
     }
 
-    async fn read(&mut self, call: &Invocation, deadline: tokio::time::Instant) -> Completion {
+    /// Runs `request` at the bound member, or at the next ones while a member cannot be
+    /// reached, never past `deadline`. Returns the index of the member that answered (or
+    /// was tried last) with the answer.
+    async fn call<T, Fut>(
+        &mut self,
+        deadline: Instant,
+        request: impl Fn(etcd_client::Client) -> Fut,
+    ) -> (usize, Result<T, CallFailure>)
+    where
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let n = self.members.len();
+        let mut last = (self.bound, definite("no member to ask".into()));
+        for k in 0..n {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let i = (self.bound + k) % n;
+            let client = match self.connected(i, deadline).await {
+                Ok(c) => c,
+                Err(why) => {
+                    last = (i, definite(why));
+                    continue;
+                }
+            };
+            let answer = match tokio::time::timeout_at(deadline, request(client)).await {
+                Ok(answer) => answer,
+                // The request may be on its way or applied already.
+                Err(_) => {
+                    let message = format!("timeout: no answer from {}", self.members[i].addr);
+                    return (i, Err(indeterminate(message)));
+                }
+            };
+            let e = match answer {
+                Ok(a) => return (i, Ok(a)),
+                Err(e) => e,
+            };
+            let message = format!("{}: {}", self.members[i].addr, describe(&e));
+            match effect_of(&e) {
+                Effect::NotSent => last = (i, definite(message)),
+                Effect::Refused => return (i, Err(definite(message))),
+                Effect::Unknown => return (i, Err(indeterminate(message))),
+            }
+        }
+        (last.0, Err(last.1))
+    }
+
+    fn get_options(&self) -> Option<GetOptions> {
+        match self.reads {
+            EtcdReads::Linearizable => None,
+            EtcdReads::Serializable => Some(GetOptions::new().with_serializable()),
+        }
+    }
+
+    async fn read(&mut self, call: &Invocation, deadline: Instant) -> Completion {
         let Some(key) = &call.key else {
             return refuse(call, "read needs a key");
         };
-        let body = json!({
-            "key": B64.encode(key_text(key)),
-            "serializable": self.reads == EtcdReads::Serializable,
-        });
-        let (i, answer) = self.call("/v3/kv/range", &body, deadline).await;
-        let node = Some(self.nodes[i].0.as_str());
-        match answer.and_then(|a| first_kv(&a).map_err(definite)) {
-            Ok(kv) => completion(
+        let key = key_text(key);
+        let options = self.get_options();
+        let (i, answer) = self
+            .call(deadline, |mut c| {
+                let (key, options) = (key.clone(), options.clone());
+                async move { c.get(key, options).await }
+            })
+            .await;
+        let node = Some(self.members[i].id.as_str());
+        match answer {
+            Ok(got) => completion(
                 OpType::Ok,
-                kv.map(|kv| kv.value).unwrap_or_default(),
+                got.kvs().first().map(kv_value).unwrap_or_default(),
                 node,
                 None,
             ),
@@ -573,13 +654,13 @@ impl EtcdClient {
 
     /// Completes a write-like call from its answer: `ok`, `fail` when etcd certainly did not
     /// apply it, `info` otherwise.
-    fn finish_write(
+    fn finish_write<T>(
         &self,
         call: &Invocation,
         i: usize,
-        answer: Result<Json, CallFailure>,
+        answer: Result<T, CallFailure>,
     ) -> Completion {
-        let node = Some(self.nodes[i].0.as_str());
+        let node = Some(self.members[i].id.as_str());
         match answer {
             Ok(_) => completion(OpType::Ok, call.value.clone(), node, None),
             Err(f) => {
@@ -593,54 +674,62 @@ impl EtcdClient {
         }
     }
 
-    async fn write(&mut self, call: &Invocation, deadline: tokio::time::Instant) -> Completion {
+    async fn write(&mut self, call: &Invocation, deadline: Instant) -> Completion {
         let (Some(key), Value::Int(_)) = (&call.key, &call.value) else {
             return refuse(
                 call,
                 format!("write needs a key and an integer, got {}", call.value),
             );
         };
-        let body = json!({
-            "key": B64.encode(key_text(key)),
-            "value": B64.encode(super::value_text(&call.value)),
-        });
-        let (i, answer) = self.call("/v3/kv/put", &body, deadline).await;
+        let (key, value) = (key_text(key), super::value_text(&call.value));
+        let (i, answer) = self
+            .call(deadline, |mut c| {
+                let (key, value) = (key.clone(), value.clone());
+                async move { c.put(key, value, None).await }
+            })
+            .await;
         self.finish_write(call, i, answer)
     }
 
-    async fn cas(&mut self, call: &Invocation, deadline: tokio::time::Instant) -> Completion {
+    async fn cas(&mut self, call: &Invocation, deadline: Instant) -> Completion {
         let (Some(key), Some((from, to))) = (&call.key, call.value.as_cas()) else {
             return refuse(
                 call,
                 format!("cas needs a key and [from to], got {}", call.value),
             );
         };
-        let k = B64.encode(key_text(key));
-        let body = json!({
-            "compare": [{
-                "key": k,
-                "target": "VALUE",
-                "result": "EQUAL",
-                "value": B64.encode(super::value_text(&Value::Int(from))),
-            }],
-            "success": [{"request_put": {
-                "key": k,
-                "value": B64.encode(super::value_text(&Value::Int(to))),
-            }}],
-        });
-        let (i, answer) = self.call("/v3/kv/txn", &body, deadline).await;
+        let k = key_text(key);
+        let txn = Txn::new()
+            .when([Compare::value(
+                k.clone(),
+                CompareOp::Equal,
+                super::value_text(&Value::Int(from)),
+            )])
+            .and_then([TxnOp::put(k, super::value_text(&Value::Int(to)), None)]);
+        let (i, answer) = self.run_txn(txn, deadline).await;
         match answer {
-            Ok(a) if !succeeded(&a) => completion(
+            Ok(false) => completion(
                 OpType::Fail,
                 call.value.clone(),
-                Some(&self.nodes[i].0),
+                Some(&self.members[i].id),
                 Some(format!("the value is not {from}")),
             ),
             other => self.finish_write(call, i, other),
         }
     }
 
-    async fn txn(&mut self, call: &Invocation, deadline: tokio::time::Instant) -> Completion {
+    /// Runs a txn; `Ok` tells whether its compares held.
+    async fn run_txn(&mut self, txn: Txn, deadline: Instant) -> (usize, Result<bool, CallFailure>) {
+        let (i, answer) = self
+            .call(deadline, |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await;
+        (i, answer.map(|a| a.succeeded()))
+    }
+
+    async fn txn(&mut self, call: &Invocation, deadline: Instant) -> Completion {
         let mops = match txn_ops(call) {
             Ok(m) => m,
             Err(e) => return refuse(call, e),
@@ -652,28 +741,34 @@ impl EtcdClient {
                 keys.push(k);
             }
         }
-        // 1. Every key at one revision.
-        let serializable = self.reads == EtcdReads::Serializable;
-        let ranges: Vec<Json> = keys
+        // 1. Every key at one revision (a txn of ranges only is serializable when every
+        //    range is).
+        let options = self.get_options();
+        let ranges: Vec<TxnOp> = keys
             .iter()
-            .map(|k| json!({"request_range": {"key": B64.encode(k), "serializable": serializable}}))
+            .map(|k| TxnOp::get(k.clone(), options.clone()))
             .collect();
+        let read = Txn::new().and_then(ranges);
         let (i, answer) = self
-            .call("/v3/kv/txn", &json!({"success": ranges}), deadline)
+            .call(deadline, |mut c| {
+                let read = read.clone();
+                async move { c.txn(read).await }
+            })
             .await;
-        let node = self.nodes[i].0.clone();
-        let snapshot = match answer.and_then(|a| snapshot_of(&a, &keys).map_err(definite)) {
-            Ok(s) => s,
-            // Nothing was written yet.
-            Err(f) => {
-                return completion(
-                    OpType::Fail,
-                    call.value.clone(),
-                    Some(&node),
-                    Some(f.message),
-                );
-            }
-        };
+        let node = self.members[i].id.clone();
+        let snapshot =
+            match answer.and_then(|a| snapshot_of(&a.op_responses(), &keys).map_err(definite)) {
+                Ok(s) => s,
+                // Nothing was written yet.
+                Err(f) => {
+                    return completion(
+                        OpType::Fail,
+                        call.value.clone(),
+                        Some(&node),
+                        Some(f.message),
+                    );
+                }
+            };
         // 2. The transaction's results and the final values, computed here.
         let (done, writes) = match apply_micro_ops(&mops, &snapshot) {
             Ok(r) => r,
@@ -684,33 +779,31 @@ impl EtcdClient {
         }
         // 3. Commit only if no key changed since the snapshot.
         // Every key touched, also those read as absent (mod_revision 0).
-        let compare: Vec<Json> = keys
+        let guard: Vec<Compare> = keys
             .iter()
             .map(|k| {
-                json!({
-                    "key": B64.encode(k),
-                    "target": "MOD",
-                    "result": "EQUAL",
-                    "mod_revision": snapshot.get(k).map_or(0, |(_, rev)| *rev).to_string(),
-                })
+                let revision = snapshot.get(k).map_or(0, |(_, rev)| *rev);
+                Compare::mod_revision(k.clone(), CompareOp::Equal, revision)
             })
             .collect();
-        let success: Vec<Json> = writes
+        let puts: Vec<TxnOp> = writes
             .iter()
-            .map(|(k, v)| {
-                json!({"request_put": {"key": B64.encode(k), "value": B64.encode(super::value_text(v))}})
-            })
+            .map(|(k, v)| TxnOp::put(k.clone(), super::value_text(v), None))
             .collect();
-        let body = json!({"compare": compare, "success": success});
-        let (i, answer) = self.call("/v3/kv/txn", &body, deadline).await;
+        let (i, answer) = self
+            .run_txn(Txn::new().when(guard).and_then(puts), deadline)
+            .await;
         match answer {
-            Ok(a) if succeeded(&a) => {
-                completion(OpType::Ok, Value::Txn(done), Some(&self.nodes[i].0), None)
-            }
-            Ok(_) => completion(
+            Ok(true) => completion(
+                OpType::Ok,
+                Value::Txn(done),
+                Some(&self.members[i].id),
+                None,
+            ),
+            Ok(false) => completion(
                 OpType::Fail,
                 call.value.clone(),
-                Some(&self.nodes[i].0),
+                Some(&self.members[i].id),
                 Some("conflict: a key changed since it was read".into()),
             ),
             other => self.finish_write(call, i, other),
@@ -721,7 +814,9 @@ impl EtcdClient {
 #[async_trait]
 impl Client for EtcdClient {
     async fn invoke(&mut self, call: &Invocation, timeout: Duration) -> Completion {
-        let deadline = tokio::time::Instant::now() + timeout;
+        // Every await below is bounded by this deadline: connects, requests, both halves of
+        // a transaction.
+        let deadline = Instant::now() + timeout;
         match call.f {
             F::Read => self.read(call, deadline).await,
             F::Write => self.write(call, deadline).await,
@@ -732,81 +827,156 @@ impl Client for EtcdClient {
     }
 }
 
-fn definite(message: String) -> CallFailure {
-    CallFailure {
-        message,
-        definite: true,
+/// What a failed request says about its effect on the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    /// It never left this process: no connection to the member could be made. Certainly no
+    /// effect; another member may be asked.
+    NotSent,
+    /// The server refused it before acting on it: certainly no effect.
+    Refused,
+    /// It may have been applied, or may still be: an indeterminate (`info`) outcome.
+    Unknown,
+}
+
+/// Judges a failed request. The rule is Jepsen's: `fail` only when the request certainly had
+/// no effect, because a client that calls an applied write failed makes a correct database
+/// look broken; anything uncertain is `info`, which only costs the checker more search.
+///
+/// - Errors `etcd-client` raises itself (bad arguments, a bad URI or header) come before
+///   anything is sent: [`Effect::Refused`].
+/// - A gRPC status is judged by [`effect_of_status`].
+/// - Anything else (I/O, transport or internal errors mid-request) is [`Effect::Unknown`].
+fn effect_of(e: &etcd_client::Error) -> Effect {
+    use etcd_client::Error as E;
+    match e {
+        E::GRpcStatus(status) => effect_of_status(status),
+        E::InvalidArgs(_) | E::InvalidUri(_) | E::InvalidMetadataValue(_) => Effect::Refused,
+        _ => Effect::Unknown,
     }
 }
 
-/// Whether a txn's guard held. The gateway omits `succeeded` when it is false.
-fn succeeded(answer: &Json) -> bool {
-    answer["succeeded"].as_bool().unwrap_or(false)
+/// Judges a gRPC status.
+///
+/// - tonic turns a failed (re)connection into `Unavailable` with a [`tonic::ConnectError`]
+///   among its sources. A channel writes a request only on an established connection, so
+///   such a request was not sent: [`Effect::NotSent`]. (A channel whose connection broke
+///   reconnects on the next request; a member that was killed refuses that connection.)
+/// - Any other status with a source was made by tonic from a local transport error after a
+///   connection existed (reset, broken pipe, HTTP/2 error, keep-alive timeout): the request
+///   may have reached the server: [`Effect::Unknown`].
+/// - A status the server sent (no source) is judged by [`effect_of_answer`].
+fn effect_of_status(status: &tonic::Status) -> Effect {
+    let mut source = std::error::Error::source(status);
+    if source.is_none() {
+        return effect_of_answer(status.code(), status.message());
+    }
+    while let Some(e) = source {
+        if e.is::<tonic::ConnectError>() {
+            return Effect::NotSent;
+        }
+        source = e.source();
+    }
+    Effect::Unknown
 }
 
-/// An error answer of the gateway, `{"error", "message", "code"}`, judged definite or not.
-fn gateway_failure(answer: &Json) -> CallFailure {
-    let message = answer["message"]
-        .as_str()
-        .or_else(|| answer["error"].as_str())
-        .map_or_else(|| answer.to_string(), str::to_string);
-    let code = answer["code"].as_i64().unwrap_or(-1);
-    CallFailure {
-        definite: error_is_definite(code, &message),
-        message,
+/// Messages of errors etcd returns before it proposes a request to raft (or that raft
+/// returns when it drops the proposal): the request certainly had no effect, whatever the
+/// status code (etcd sends most of them as `Unavailable`, which in general is uncertain).
+const BEFORE_PROPOSING: [&str; 8] = [
+    "etcdserver: no leader",
+    "etcdserver: not capable",
+    "etcdserver: unhealthy cluster",
+    "etcdserver: too many requests",
+    "etcdserver: request is too large",
+    "etcdserver: mvcc: required revision",
+    "etcdserver: duplicate key given in txn request",
+    "raft proposal dropped",
+];
+
+/// Statuses tonic makes locally while *receiving* an answer (too large, bad compression):
+/// the request was served, so these codes say nothing about its effect.
+const WHILE_RECEIVING: [&str; 3] = [
+    "Error, decoded message length too large",
+    "Error decompressing",
+    "Content is compressed with",
+];
+
+/// Judges a status from its code and message.
+///
+/// Refused (certainly no effect):
+/// - `InvalidArgument` (empty key, too many ops, duplicate key, request too large),
+///   `OutOfRange` (compacted or future revision; also tonic's "encoded message too large",
+///   raised before sending), `FailedPrecondition` ("not leader"), `PermissionDenied`,
+///   `Unauthenticated`, `NotFound`, `AlreadyExists`, `Unimplemented`: checks made before the
+///   request is applied.
+/// - `ResourceExhausted`: "too many requests" comes before proposing; "database space
+///   exceeded" is checked before proposing and again by the applier, which then applies
+///   nothing.
+/// - Any code with a message in [`BEFORE_PROPOSING`] ("no leader", "not capable", "raft
+///   proposal dropped", ...).
+///
+/// Unknown (maybe applied): `DeadlineExceeded`, `Cancelled`, `Unknown`, `Internal`,
+/// `Aborted`, `DataLoss`, and `Unavailable` otherwise — "request timed out", "leader
+/// changed", "server stopped", "timed out due to leader failure": etcd says these after
+/// proposing, and the entry may still commit. Also any message in [`WHILE_RECEIVING`].
+fn effect_of_answer(code: Code, message: &str) -> Effect {
+    if WHILE_RECEIVING.iter().any(|m| message.starts_with(m)) {
+        return Effect::Unknown;
+    }
+    if BEFORE_PROPOSING.iter().any(|m| message.contains(m)) {
+        return Effect::Refused;
+    }
+    match code {
+        Code::InvalidArgument
+        | Code::OutOfRange
+        | Code::FailedPrecondition
+        | Code::PermissionDenied
+        | Code::Unauthenticated
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::Unimplemented
+        | Code::ResourceExhausted => Effect::Refused,
+        _ => Effect::Unknown,
     }
 }
 
-/// Whether an etcd error means the request was certainly not applied. Only errors etcd
-/// returns before proposing to raft count; "request timed out" and "leader changed" may
-/// come after the entry was proposed, and it may still commit.
-fn error_is_definite(grpc_code: i64, message: &str) -> bool {
-    const BEFORE_PROPOSING: [&str; 6] = [
-        "etcdserver: no leader",
-        "etcdserver: too many requests",
-        "etcdserver: request is too large",
-        "etcdserver: not capable",
-        "etcdserver: mvcc: required revision",
-        "etcdserver: duplicate key given in txn request",
-    ];
-    // InvalidArgument, OutOfRange, PermissionDenied, Unauthenticated: refused up front.
-    matches!(grpc_code, 3 | 7 | 11 | 16) || BEFORE_PROPOSING.iter().any(|m| message.contains(m))
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Kv {
-    value: Value,
-    mod_revision: i64,
-}
-
-fn parse_kv(kv: &Json) -> Result<Kv, String> {
-    let value = match kv["value"].as_str() {
-        Some(b) => B64
-            .decode(b)
-            .map_err(|e| format!("value is not base64: {e}"))?,
-        None => Vec::new(),
-    };
-    let mod_revision = kv["mod_revision"]
-        .as_str()
-        .and_then(|r| r.parse().ok())
-        .ok_or_else(|| format!("kv without a mod_revision: {kv}"))?;
-    Ok(Kv {
-        value: super::parse_value_text(&value),
-        mod_revision,
-    })
-}
-
-/// The first key-value of a range answer, `None` when the key is absent.
-fn first_kv(range: &Json) -> Result<Option<Kv>, String> {
-    match range["kvs"].as_array().and_then(|kvs| kvs.first()) {
-        Some(kv) => parse_kv(kv).map(Some),
-        None => Ok(None),
+/// An error in a few words: a status as its code and message, with the innermost cause of a
+/// transport error ("Connection refused").
+fn describe(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            let mut text = format!("{:?}: {}", s.code(), s.message());
+            if let Some(source) = std::error::Error::source(s) {
+                let root = error_chain(source);
+                if !text.contains(&root) {
+                    text = format!("{text} ({root})");
+                }
+            }
+            text
+        }
+        other => other.to_string(),
     }
+}
+
+/// The innermost cause of an error, where the useful words usually are.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut e = e;
+    while let Some(inner) = e.source() {
+        e = inner;
+    }
+    e.to_string()
+}
+
+fn kv_value(kv: &KeyValue) -> Value {
+    super::parse_value_text(kv.value())
 }
 
 /// Each present key's value and mod revision, from a read-only txn of one range per key.
-fn snapshot_of(answer: &Json, keys: &[String]) -> Result<BTreeMap<String, (Value, i64)>, String> {
-    let responses = answer["responses"].as_array().cloned().unwrap_or_default();
+fn snapshot_of(
+    responses: &[TxnOpResponse],
+    keys: &[String],
+) -> Result<BTreeMap<String, (Value, i64)>, String> {
     if responses.len() != keys.len() {
         return Err(format!(
             "expected {} range answers, got {}",
@@ -815,9 +985,12 @@ fn snapshot_of(answer: &Json, keys: &[String]) -> Result<BTreeMap<String, (Value
         ));
     }
     let mut out = BTreeMap::new();
-    for (k, r) in keys.iter().zip(&responses) {
-        if let Some(kv) = first_kv(&r["response_range"])? {
-            out.insert(k.clone(), (kv.value, kv.mod_revision));
+    for (k, r) in keys.iter().zip(responses) {
+        let TxnOpResponse::Get(range) = r else {
+            return Err(format!("expected a range answer for {k}, got {r:?}"));
+        };
+        if let Some(kv) = range.kvs().first() {
+            out.insert(k.clone(), (kv_value(kv), kv.mod_revision()));
         }
     }
     Ok(out)
@@ -917,22 +1090,227 @@ mod tests {
         );
     }
 
-    #[test]
-    fn only_errors_before_proposing_are_definite() {
-        assert!(error_is_definite(14, "etcdserver: no leader"));
-        assert!(error_is_definite(3, "etcdserver: key is not provided"));
-        assert!(!error_is_definite(14, "etcdserver: request timed out"));
-        assert!(!error_is_definite(14, "etcdserver: leader changed"));
-        assert!(!error_is_definite(-1, "{}"));
+    fn status(code: Code, message: &str) -> etcd_client::Error {
+        etcd_client::Error::GRpcStatus(tonic::Status::new(code, message))
+    }
+
+    /// A status as tonic makes it from a transport error (the error becomes its source).
+    fn local(error: impl std::error::Error + Send + Sync + 'static) -> etcd_client::Error {
+        etcd_client::Error::GRpcStatus(tonic::Status::from_error(Box::new(error)))
     }
 
     #[test]
-    fn status_and_health_follow_the_gateway_answers() {
-        let s = Status::parse(&json!({"header": {"member_id": "7"}, "leader": "7"})).unwrap();
+    fn errors_etcd_gives_before_proposing_are_refusals() {
+        for message in [
+            "etcdserver: no leader",
+            "etcdserver: not capable",
+            "etcdserver: too many requests",
+            "raft proposal dropped",
+        ] {
+            let code = if message.starts_with("raft") {
+                Code::Unknown
+            } else {
+                Code::Unavailable
+            };
+            assert_eq!(
+                effect_of(&status(code, message)),
+                Effect::Refused,
+                "{message}"
+            );
+        }
+        for (code, message) in [
+            (Code::InvalidArgument, "etcdserver: key is not provided"),
+            (
+                Code::InvalidArgument,
+                "etcdserver: too many operations in txn request",
+            ),
+            (Code::FailedPrecondition, "etcdserver: not leader"),
+            (
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
+            (
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+            ),
+            (Code::PermissionDenied, "etcdserver: permission denied"),
+            (Code::Unauthenticated, "etcdserver: invalid auth token"),
+            (Code::Unimplemented, "unknown service etcdserverpb.KV"),
+        ] {
+            assert_eq!(
+                effect_of(&status(code, message)),
+                Effect::Refused,
+                "{message}"
+            );
+        }
+        let bad_args = etcd_client::Error::InvalidArgs("empty endpoints".into());
+        assert_eq!(effect_of(&bad_args), Effect::Refused);
+    }
+
+    #[test]
+    fn errors_that_may_follow_a_proposal_are_indeterminate() {
+        for (code, message) in [
+            (Code::Unavailable, "etcdserver: request timed out"),
+            (Code::Unavailable, "etcdserver: leader changed"),
+            (Code::Unavailable, "etcdserver: server stopped"),
+            (
+                Code::Unavailable,
+                "etcdserver: request timed out, possibly due to previous leader failure",
+            ),
+            (
+                Code::Unavailable,
+                "etcdserver: request timed out, possibly due to connection lost",
+            ),
+            (Code::DeadlineExceeded, "context deadline exceeded"),
+            (Code::Cancelled, "context canceled"),
+            (Code::Unknown, "transport error"),
+            (
+                Code::Internal,
+                "h2 protocol error: error reading a body from connection",
+            ),
+            (Code::DataLoss, "etcdserver: corrupt cluster"),
+            (Code::Aborted, ""),
+            // Made by tonic while receiving: the request was served.
+            (
+                Code::OutOfRange,
+                "Error, decoded message length too large: found 5000000 bytes, the limit is: 4194304 bytes",
+            ),
+        ] {
+            assert_eq!(
+                effect_of(&status(code, message)),
+                Effect::Unknown,
+                "{message}"
+            );
+        }
+        let io = etcd_client::Error::IoError(std::io::ErrorKind::BrokenPipe.into());
+        assert_eq!(effect_of(&io), Effect::Unknown);
+    }
+
+    #[test]
+    fn only_a_failed_connection_means_not_sent() {
+        let refused = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        // What tonic gives when it cannot (re)connect: Unavailable, the ConnectError below.
+        let not_sent = local(tonic::ConnectError(Box::new(refused())));
+        assert_eq!(effect_of(&not_sent), Effect::NotSent);
+        assert!(
+            describe(&not_sent).contains("Unavailable"),
+            "{}",
+            describe(&not_sent)
+        );
+        // A reset on a connection that existed, and a request timeout: maybe applied. The
+        // same Unavailable code as a server's "no leader" or a failed connect, so the code
+        // alone cannot tell.
+        let reset = local(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(effect_of(&reset), Effect::Unknown);
+        let timeout = local(tonic::TimeoutExpired(()));
+        assert_eq!(effect_of(&timeout), Effect::Unknown);
+        // A ConnectError deeper in the chain still counts.
+        #[derive(Debug)]
+        struct Wrapper(tonic::ConnectError);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("wrapped")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let wrapped = local(Wrapper(tonic::ConnectError(Box::new(refused()))));
+        assert_eq!(effect_of(&wrapped), Effect::NotSent);
+    }
+
+    /// A port nothing listens on (bound, then closed).
+    fn closed_port() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    }
+
+    fn write(k: i64, v: i64) -> Invocation {
+        Invocation {
+            f: F::Write,
+            key: Some(Key::Int(k)),
+            value: Value::Int(v),
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_to_members_that_refuse_connections_fail_definitely() {
+        let nodes = vec![
+            ("n1".to_string(), closed_port()),
+            ("n2".into(), closed_port()),
+        ];
+        let mut c = EtcdClient::new(nodes, 1, EtcdReads::Linearizable);
+        let done = c.invoke(&write(1, 1), Duration::from_secs(2)).await;
+        assert_eq!(done.kind, OpType::Fail, "{done:?}");
+        // Bound to n2, it tried n2 and then n1.
+        assert_eq!(done.node.as_deref(), Some("n1"), "{done:?}");
+        let why = done.error.unwrap_or_default();
+        assert!(why.contains("onnection refused"), "{why}");
+    }
+
+    /// A member that accepts connections and never answers (a paused process, from the
+    /// client's side): the bound member that refuses is skipped, the write to the silent one
+    /// is indeterminate, a read fails, and neither outlives its timeout.
+    #[tokio::test]
+    async fn a_silent_member_makes_writes_indeterminate_within_the_timeout() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap().to_string();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                open.push(conn);
+            }
+        });
+        let nodes = vec![("n1".to_string(), closed_port()), ("n2".into(), addr)];
+        let mut c = EtcdClient::new(nodes, 0, EtcdReads::Serializable);
+        let timeout = Duration::from_millis(400);
+        let t0 = std::time::Instant::now();
+        let done = c.invoke(&write(1, 1), timeout).await;
+        assert!(
+            t0.elapsed() < timeout + Duration::from_millis(300),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert_eq!(
+            (done.kind, done.node.as_deref()),
+            (OpType::Info, Some("n2")),
+            "{done:?}"
+        );
+        let t0 = std::time::Instant::now();
+        let read = Invocation {
+            f: F::Read,
+            key: Some(Key::Int(1)),
+            value: Value::Nil,
+        };
+        let done = c.invoke(&read, timeout).await;
+        assert!(
+            t0.elapsed() < timeout + Duration::from_millis(300),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert_eq!(done.kind, OpType::Fail, "{done:?}");
+        held.abort();
+    }
+
+    #[test]
+    fn health_needs_every_member_to_name_the_same_leader() {
+        let s = Status {
+            member_id: 7,
+            leader: 7,
+        };
         assert!(s.is_leader());
-        let f = Status::parse(&json!({"header": {"member_id": "8"}, "leader": "7"})).unwrap();
+        let f = Status {
+            member_id: 8,
+            leader: 7,
+        };
         assert!(!f.is_leader());
-        let none = Status::parse(&json!({"header": {"member_id": "9"}})).unwrap();
+        let none = Status {
+            member_id: 9,
+            leader: 0,
+        };
+        assert!(!none.is_leader());
         let ok = vec![("n1".to_string(), Some(s.clone())), ("n2".into(), Some(f))];
         assert_eq!(health_problem(&ok), None);
         let bad = vec![("n1".to_string(), Some(s)), ("n3".into(), Some(none))];

@@ -31,7 +31,6 @@ pub mod maelstrom;
 pub mod postgres;
 pub mod redis;
 
-mod http;
 mod procs;
 
 use std::net::{IpAddr, Ipv4Addr};

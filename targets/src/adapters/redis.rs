@@ -747,7 +747,7 @@ impl Live {
     /// demotes). Sending on a closed one would turn a certain "not sent" into an uncertain
     /// "no answer".
     fn usable(&self) -> bool {
-        !self.driver.is_finished() && super::http::still_open(&self.socket)
+        !self.driver.is_finished() && still_open(&self.socket)
     }
 }
 
@@ -887,6 +887,20 @@ fn failed(call: &Invocation, node: &str, judged: Judged) -> Completion {
         Judged::Unknown(why) if read => completion(OpType::Fail, value, Some(node), Some(why)),
         Judged::Unknown(why) => completion(OpType::Info, value, Some(node), Some(why)),
     }
+}
+
+/// Whether an idle connection is still usable: nothing to read yet (no FIN, no stray bytes).
+fn still_open(stream: &impl std::os::fd::AsRawFd) -> bool {
+    use nix::sys::socket::{MsgFlags, recv};
+    let mut byte = [0u8; 1];
+    matches!(
+        recv(
+            stream.as_raw_fd(),
+            &mut byte,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
+        ),
+        Err(nix::errno::Errno::EAGAIN)
+    )
 }
 
 #[cfg(test)]
