@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and runs splitbrain's test suite on a fresh machine that has the Rust toolchain:
 # installs the Debian packages the tests drive for real (network namespaces and firewall rules,
-# headless Chromium for the report test, etcd, Redis, PostgreSQL) when they are missing, then
+# headless Chromium for the report test, etcd, Redis, PostgreSQL, and Python, Node.js, Ruby and
+# Go for the Maelstrom nodes written in those languages) when they are missing, then
 # runs the format and lint checks and every test of the workspace against real processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,10 @@ needed=(
   redis-sentinel:redis-sentinel
   pg_ctlcluster:postgresql
   dot:graphviz
+  python3:python3
+  node:nodejs
+  ruby:ruby
+  go:golang-go
 )
 missing=()
 for pair in "${needed[@]}"; do
