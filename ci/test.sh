@@ -2,7 +2,8 @@
 # Sets up and runs splitbrain's test suite on a fresh machine that has the Rust toolchain:
 # installs the Debian packages the build needs (protoc, for etcd-client's generated gRPC code)
 # and those the tests drive for real (network namespaces and firewall rules, headless Chromium
-# for the report test, etcd, Redis, PostgreSQL) when they are missing, then runs the format and
+# for the report test, etcd, Redis, PostgreSQL, and Python, Node.js, Ruby and Go for the
+# Maelstrom nodes written in those languages) when they are missing, then runs the format and
 # lint checks and every test of the workspace against real processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,10 @@ needed=(
   redis-sentinel:redis-sentinel
   pg_ctlcluster:postgresql
   dot:graphviz
+  python3:python3
+  node:nodejs
+  ruby:ruby
+  go:golang-go
 )
 missing=()
 for pair in "${needed[@]}"; do

@@ -3,11 +3,15 @@
 //! partition are stale; PostgreSQL's serializable level is serializable, its repeatable
 //! read (snapshot isolation) allows write skew (G2-item), and its read committed allows read
 //! skew, write skew and lost updates but never G0 or G1; Redis with Sentinel loses
-//! acknowledged writes when a partition isolates the primary; and the example Maelstrom
-//! node's gossip delivers every broadcast. Every run must leave no process behind. Needs root and Debian's
-//! etcd-server, redis-server, redis-sentinel and postgresql (ci/test.sh installs them).
+//! acknowledged writes when a partition isolates the primary; and the gossip of the example
+//! Maelstrom node and of a Go node delivers every broadcast, and JavaScript and Ruby echo
+//! nodes answer every echo. Every run must leave no process behind. Needs root and Debian's
+//! etcd-server, redis-server, redis-sentinel, postgresql, golang-go, nodejs and ruby
+//! (ci/test.sh installs them).
 
 mod common;
+#[path = "../../targets/tests/maelstrom-nodes/mod.rs"]
+mod maelstrom_nodes;
 
 use std::path::Path;
 
@@ -905,6 +909,92 @@ fn maelstrom_pn_counter_converges_to_the_acknowledged_sum_through_partitions() {
         "{counter}"
     );
     assert_eq!(counter["details"]["out_of_bounds_reads"], json!([]));
+}
+
+/// A node written in Go (standard library only, built here from
+/// `targets/tests/maelstrom-nodes/broadcast.go`) runs unchanged as `--bin`: its gossip,
+/// node-to-node requests routed and partitioned by the host, delivers every broadcast.
+#[test]
+fn maelstrom_broadcast_with_a_go_node_delivers_everything_through_partitions() {
+    let go = maelstrom_nodes::go_build("broadcast.go", "broadcast-go");
+    let (_store, out, results) = run(&[
+        "--target",
+        "maelstrom",
+        "--bin",
+        go.binary.to_str().unwrap(),
+        "--maelstrom-workload",
+        "broadcast",
+        "--nemesis",
+        "partition",
+        "--nemesis-interval",
+        "1.5",
+        "--concurrency",
+        "4",
+        "--time-limit",
+        "6",
+        "--rate",
+        "50",
+        "--seed",
+        "13",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(
+        results["test"],
+        json!("maelstrom-broadcast-broadcast-go-partition")
+    );
+    let broadcast = &results["checker"]["broadcast"];
+    assert_eq!(broadcast["valid"], json!(true), "{broadcast}");
+    assert!(
+        results["stats"]["ops"]["broadcast"]["ok"].as_u64().unwrap() > 0,
+        "{results}"
+    );
+    assert!(
+        results["net_stats"]["msgs_per_op"]["servers"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{results}"
+    );
+    assert!(
+        results["net_stats"]["dropped"].as_u64().unwrap() > 0,
+        "the partitions cut no gossip: {results}"
+    );
+    assert_eq!(processes_mentioning(go.dir.path()), vec![]);
+}
+
+/// Script nodes run as `--bin` through their `#!` line: JavaScript and Ruby echo nodes.
+#[test]
+fn maelstrom_echo_with_javascript_and_ruby_nodes_is_valid() {
+    for (script, name) in [("echo.js", "echo_js"), ("echo.rb", "echo_rb")] {
+        let bin = maelstrom_nodes::source(script);
+        let (_store, out, results) = run(&[
+            "--target",
+            "maelstrom",
+            "--bin",
+            bin.to_str().unwrap(),
+            "--maelstrom-workload",
+            "echo",
+            "--concurrency",
+            "3",
+            "--time-limit",
+            "2",
+            "--rate",
+            "50",
+            "--seed",
+            "14",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{script}: {}", describe(&out));
+        assert_eq!(
+            results["test"],
+            json!(format!("maelstrom-echo-{name}-none"))
+        );
+        let echo = &results["checker"]["echo"];
+        assert_eq!(echo["valid"], json!(true), "{script}: {echo}");
+        assert!(
+            echo["details"]["checked"].as_u64().unwrap() > 0,
+            "{script}: {echo}"
+        );
+    }
 }
 
 #[test]

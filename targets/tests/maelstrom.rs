@@ -1,12 +1,15 @@
 //! The Maelstrom host with real node processes: the example node (echo, unique ids,
-//! broadcast by gossip, lin-kv through the service) and a Python node run unchanged, with
-//! every node-to-node message routed (and partitioned, dropped or delayed) by the host,
-//! network statistics, a killed node re-initialized, and a teardown that leaves no process.
+//! broadcast by gossip, lin-kv through the service) and nodes written in Python, JavaScript,
+//! Ruby and Go (`maelstrom-nodes/`) run unchanged, with every node-to-node message routed
+//! (and partitioned, dropped or delayed) by the host, network statistics, a killed node
+//! re-initialized, and a teardown that leaves no process.
 
 mod common;
+#[path = "maelstrom-nodes/mod.rs"]
+mod maelstrom_nodes;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{T, assert_no_process_left, call, cas};
@@ -188,45 +191,149 @@ async fn a_killed_node_refuses_definitely_then_restarts_and_is_initialized_again
     assert_no_process_left(dir.path());
 }
 
-/// A Maelstrom node written in Python, as Maelstrom's own demos are: it must run unchanged.
-const PYTHON_ECHO: &str = r#"
-import json, sys
-node = None
-for line in sys.stdin:
-    msg = json.loads(line)
-    body = msg["body"]
-    reply = None
-    if body["type"] == "init":
-        node = body["node_id"]
-        reply = {"type": "init_ok"}
-    elif body["type"] == "echo":
-        reply = {"type": "echo_ok", "echo": body["echo"]}
-    else:
-        reply = {"type": "error", "code": 10, "text": "unsupported"}
-    reply["in_reply_to"] = body["msg_id"]
-    print(json.dumps({"src": node, "dest": msg["src"], "body": reply}), flush=True)
-"#;
+/// Starts a cluster of a node program in another language, whose interpreter or compiler
+/// `ci/test.sh` installs: a missing one fails here, it is not skipped.
+async fn start_foreign(config: MaelstromConfig) -> MaelstromHost {
+    let program = config.binary.display().to_string();
+    let h = MaelstromHost::new(config)
+        .unwrap_or_else(|e| panic!("{e} (ci/test.sh installs {program})"));
+    h.start(Duration::from_secs(20)).await.unwrap();
+    h
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_python_node_runs_unchanged() {
+/// Echoes a string, an integer and a nested map through every node of `h` and expects
+/// each back from that node; an unknown request is refused definitely (error 10). Each node
+/// wrote `stderr_mark` on its stderr, which went to its log and not into the protocol: the
+/// host refused no line of its stdout.
+async fn echo_through_every_node(h: &MaelstromHost, dir: &Path, stderr_mark: &str) {
+    let nested = Value::Map(
+        [
+            ("lang".to_string(), Value::Str(stderr_mark.into())),
+            (
+                "xs".to_string(),
+                Value::List(vec![
+                    Value::Int(1),
+                    Value::Int(-2),
+                    Value::Str("é\"\n".into()),
+                ]),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let nodes = h.nodes();
+    for (p, node) in nodes.iter().enumerate() {
+        let mut c = h.client(p as u64);
+        for v in [
+            Value::Str(node.clone()),
+            Value::Int(p as i64),
+            nested.clone(),
+        ] {
+            let e = c.invoke(&op("echo", v.clone()), T).await;
+            assert_eq!(
+                (e.kind, e.value, e.node.as_deref()),
+                (OpType::Ok, v, Some(node.as_str()))
+            );
+        }
+        let refused = c.invoke(&op("generate", Value::Nil), T).await;
+        assert_eq!(refused.kind, OpType::Fail, "not-supported: {refused:?}");
+    }
+    for node in &nodes {
+        let log = std::fs::read_to_string(dir.join(format!("{node}.log"))).unwrap();
+        assert!(
+            log.contains(&format!("{stderr_mark}: {node} up")),
+            "{node}'s stderr is not in its log: {log}"
+        );
+        assert!(!log.contains("bad message"), "{node}: {log}");
+    }
+}
+
+/// Runs a script node in another language (Maelstrom's demos are Python, Ruby, JavaScript,
+/// Go) through echo, and checks that teardown leaves no process.
+async fn a_script_node_runs_unchanged(interpreter: &str, script: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("echo.py");
-    std::fs::write(&script, PYTHON_ECHO).unwrap();
-    let h = MaelstromHost::new(MaelstromConfig {
-        binary: PathBuf::from("python3"),
-        args: vec![script.to_string_lossy().into_owned()],
-        node_count: 2,
+    let h = start_foreign(MaelstromConfig {
+        binary: PathBuf::from(interpreter),
+        args: vec![
+            maelstrom_nodes::source(script)
+                .to_string_lossy()
+                .into_owned(),
+        ],
+        node_count: 3,
         dir: dir.path().to_path_buf(),
         ..MaelstromConfig::default()
     })
-    .unwrap();
-    h.start(Duration::from_secs(10)).await.unwrap();
-    let mut c = h.client(1);
-    let e = c.invoke(&op("echo", Value::Str("py".into())), T).await;
-    assert_eq!(
-        (e.kind, e.value, e.node.as_deref()),
-        (OpType::Ok, Value::Str("py".into()), Some("n2"))
-    );
+    .await;
+    echo_through_every_node(&h, dir.path(), script).await;
     h.teardown().await;
     assert_no_process_left(dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_node_runs_unchanged() {
+    a_script_node_runs_unchanged("python3", "echo.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_node_runs_unchanged() {
+    a_script_node_runs_unchanged("node", "echo.js").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ruby_node_runs_unchanged() {
+    a_script_node_runs_unchanged("ruby", "echo.rb").await;
+}
+
+/// The Go node gossips each broadcast to its neighbours as node-to-node requests, all
+/// routed by the host: on a line n1 - n2 - n3, what n1 takes reaches n3 only through n2,
+/// and a message taken while n3 is cut off reaches it after the heal, by retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_go_node_runs_unchanged_and_its_gossip_goes_through_the_host() {
+    let go = maelstrom_nodes::go_build("broadcast.go", "broadcast-go");
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_foreign(MaelstromConfig {
+        binary: go.binary.clone(),
+        node_count: 3,
+        dir: dir.path().to_path_buf(),
+        topology: Topology::Line,
+        seed: 7,
+        ..MaelstromConfig::default()
+    })
+    .await;
+    echo_through_every_node(&h, dir.path(), "broadcast.go").await;
+
+    let mut n1 = h.client(0);
+    let mut n3 = h.client(2);
+    for v in 1..=5 {
+        let b = n1.invoke(&op("broadcast", Value::Int(v)), T).await;
+        assert_eq!(b.kind, OpType::Ok, "{b:?}");
+    }
+    let five = Value::List((1..=5).map(Value::Int).collect());
+    assert_eq!(
+        until_read(&mut n3, &five, Duration::from_secs(5)).await,
+        five
+    );
+    let gossip = h.net_stats().servers.send_count;
+    // Each message crossed both links as a node-to-node request.
+    assert!(gossip >= 5 * 2, "{:?}", h.net_stats());
+
+    h.partition(&[vec!["n1".into(), "n2".into()], vec!["n3".into()]]);
+    let b = n1.invoke(&op("broadcast", Value::Int(6)), T).await;
+    assert_eq!(b.kind, OpType::Ok, "{b:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        n3.invoke(&read_all(), T).await.value,
+        five,
+        "the partition let gossip through"
+    );
+    assert!(h.net_stats().dropped > 0, "{:?}", h.net_stats());
+    h.heal();
+    let six = Value::List((1..=6).map(Value::Int).collect());
+    assert_eq!(until_read(&mut n3, &six, Duration::from_secs(5)).await, six);
+
+    h.teardown().await;
+    assert_no_process_left(dir.path());
+    let go_dir = go.dir.path().to_path_buf();
+    drop(go);
+    assert!(!go_dir.exists(), "the Go build left {}", go_dir.display());
 }
