@@ -177,23 +177,28 @@ pub fn clean_run(run_dir: &Path, out: &mut Cleaned) {
 }
 
 /// Kills the processes of a run: those in its `pids` file whose command line still names
-/// the run directory (a pid may have been reused), and any other process whose command line
-/// names it (started but not yet recorded when the controller died).
+/// the run directory or that work inside it (a pid may have been reused), and any other
+/// process whose command line names it (started but not yet recorded when the controller
+/// died).
 fn kill_run_processes(run_dir: &Path, out: &mut Cleaned) {
     let needles = needles(run_dir);
-    let mut pids: Vec<i32> = Vec::new();
+    let mut recorded: Vec<i32> = Vec::new();
     if let Ok(text) = std::fs::read_to_string(run_dir.join("pids")) {
-        pids.extend(
+        recorded.extend(
             text.lines()
                 .filter_map(|l| l.split_whitespace().nth(1)?.parse::<i32>().ok()),
         );
     }
+    let mut pids = recorded.clone();
     pids.extend(processes_mentioning(&needles));
     pids.sort_unstable();
     pids.dedup();
     let me = std::process::id() as i32;
     for pid in pids {
-        if pid == me || !cmdline_mentions(pid, &needles) {
+        // A recorded pid may since have been reused by an unrelated process.
+        let ours =
+            cmdline_mentions(pid, &needles) || (recorded.contains(&pid) && works_in(pid, &needles));
+        if pid == me || !ours {
             continue;
         }
         let p = nix::unistd::Pid::from_raw(pid);
@@ -244,6 +249,17 @@ fn cmdline(pid: i32) -> Option<String> {
 
 fn cmdline_mentions(pid: i32, needles: &[String]) -> bool {
     cmdline(pid).is_some_and(|c| needles.iter().any(|n| c.contains(n.as_str())))
+}
+
+/// Whether `pid` works inside the run directory. For recorded pids only: a server that
+/// rewrites its command line (redis-server shows just `redis-server *:PORT`) still runs in
+/// its data directory; a process found by scanning is not judged by this, since a user's
+/// shell may well sit in a run directory.
+fn works_in(pid: i32, needles: &[String]) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| {
+        let cwd = format!("{}/", cwd.display());
+        needles.iter().any(|n| cwd.starts_with(n.as_str()))
+    })
 }
 
 fn processes_mentioning(needles: &[String]) -> Vec<i32> {
@@ -328,5 +344,31 @@ mod tests {
             "{again:?}"
         );
         assert!(out.describe().contains("killed process"));
+    }
+
+    #[test]
+    fn a_leftover_that_hides_its_command_line_is_known_by_its_working_directory() {
+        let store = tempfile::tempdir().unwrap();
+        let dead = store.path().join("t/20260101T000002");
+        let data = dead.join("n1");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(
+            dead.join(LEDGER_FILE),
+            "{\"kind\":\"controller\",\"pid\":4294967000,\"start_ticks\":1}\n",
+        )
+        .unwrap();
+        // Nothing in its command line names the run, as with a redis-server that rewrote it.
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("read x")
+            .current_dir(&data)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::fs::write(dead.join("pids"), format!("n1 {}\n", child.id())).unwrap();
+        let mut out = Cleaned::default();
+        clean_run(&dead, &mut out);
+        assert_eq!(out.processes, vec![child.id() as i32], "{out:?}");
+        assert!(!child.wait().unwrap().success(), "the leftover was killed");
     }
 }

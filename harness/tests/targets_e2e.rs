@@ -32,6 +32,12 @@ fn run(args: &[&str]) -> (tempfile::TempDir, std::process::Output, serde_json::V
     let test = std::fs::read_link(&latest)
         .unwrap_or_else(|e| panic!("no run stored ({e}): {}", describe(&out)));
     let test = test.iter().next().unwrap().to_str().unwrap().to_string();
+    let results_file = store.path().join(&test).join("latest").join("results.json");
+    assert!(
+        results_file.exists(),
+        "the run stored no results: {}",
+        describe(&out)
+    );
     let results = results_json(store.path(), &test);
     assert_nothing_left(store.path(), &store.path().join(&test).join("latest"));
     (store, out, results)

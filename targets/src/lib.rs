@@ -3,6 +3,7 @@
 
 pub mod adapters;
 pub mod db;
+pub mod ports;
 pub mod process;
 pub mod refnode;
 

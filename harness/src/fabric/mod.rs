@@ -32,7 +32,7 @@ pub mod netns;
 pub mod proxy;
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -669,15 +669,11 @@ impl Drop for NetFault {
 }
 
 fn free_loopback_ports(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    // Hold every listener until all are chosen so the ports are distinct.
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("cannot find free ports on 127.0.0.1")?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().context("cannot read a bound port"))
-        .collect()
+    let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    Ok(targets::ports::free_ports(ip, n)?
+        .into_iter()
+        .map(|port| SocketAddr::new(ip, port))
+        .collect())
 }
 
 #[cfg(test)]

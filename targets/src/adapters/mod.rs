@@ -93,7 +93,7 @@ pub(crate) fn ports_for(hosts: &[NodeHost], fixed: u16) -> anyhow::Result<Vec<u1
     for host in hosts {
         match host.netns {
             Some(_) => out.push(fixed),
-            None => out.push(procs::free_ports(host.ip, 1)?[0]),
+            None => out.push(crate::ports::free_ports(host.ip, 1)?[0]),
         }
     }
     Ok(out)

@@ -312,16 +312,3 @@ pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
-
-/// `n` distinct free TCP ports on `ip`, chosen by binding port 0 (all held until all are
-/// chosen).
-pub(crate) fn free_ports(ip: std::net::IpAddr, n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind((ip, 0)))
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("cannot find free ports on {ip}"))?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr().context("cannot read a bound port")?.port()))
-        .collect()
-}

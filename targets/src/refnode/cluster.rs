@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -796,15 +796,11 @@ impl Drop for RefnodeCluster {
 }
 
 fn free_loopback_ports(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    // Hold every listener until all are chosen so the ports are distinct.
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("cannot find free ports on 127.0.0.1")?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().context("cannot read a bound port"))
-        .collect()
+    let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    Ok(crate::ports::free_ports(ip, n)?
+        .into_iter()
+        .map(|port| SocketAddr::new(ip, port))
+        .collect())
 }
 
 /// Appends `node pid` to the run's `pids` file before anything else can go wrong, so that a
