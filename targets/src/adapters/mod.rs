@@ -13,17 +13,18 @@
 //! in the run's `pids` file and is killed when its cluster is dropped.
 //!
 //! # Writing an adapter
-//! [`etcd`] is the worked example. An adapter is a `Config` struct (built with
-//! `..Default::default()`), a cluster type implementing [`Db`](crate::Db) — `new` only
-//! chooses ports and paths, `start` spawns the servers through the crate's process table
-//! (which records pids and kills on drop) and waits until the cluster serves, `teardown`
-//! stops everything — plus whichever capabilities the system supports ([`Kill`](crate::Kill),
-//! [`Pause`](crate::Pause), [`Primary`](crate::Primary)), and a client implementing
-//! [`Client`](crate::Client). The client's one rule: `ok` only for an acknowledged effect,
-//! `fail` only when the effect certainly did not happen (nothing was sent, or the server
-//! refused before acting), `info` for everything in between (timeouts, broken connections,
-//! errors that may follow a commit). Its test starts the real server, installing the Debian
-//! package with [`install::ensure_package`] when it is missing.
+//! The worked example is `targets/examples/own_adapter/` (one `redis-server`, with `Kill` and
+//! `Pause`, run by `cargo run -p targets --example own_adapter` and tested by
+//! `tests/own_adapter.rs`); the README walks through it. An adapter is a `Config` struct (built
+//! with `..Default::default()`), a cluster type implementing [`Db`](crate::Db) — `new` only chooses
+//! ports and paths, `start` spawns the servers through the crate's process table (which records
+//! pids and kills on drop) and waits until the cluster serves, `teardown` stops everything — plus
+//! whichever capabilities the system supports ([`Kill`](crate::Kill), [`Pause`](crate::Pause),
+//! [`Primary`](crate::Primary)), and a client implementing [`Client`](crate::Client). The client's
+//! one rule: `ok` only for an acknowledged effect, `fail` only when the effect certainly did not
+//! happen (nothing was sent, or the server refused before acting), `info` for everything in between
+//! (timeouts, broken connections, errors that may follow a commit). Its test starts the real
+//! server, installing the Debian package with [`install::ensure_package`] when it is missing.
 
 pub mod etcd;
 pub mod install;
