@@ -46,11 +46,9 @@ const NODE: &str = "n1";
 impl OneRedis {
     /// Chooses the port; nothing starts until [`Db::start`].
     pub fn new(config: Config) -> anyhow::Result<OneRedis> {
-        // Port 0 makes the kernel pick a free port; it stays free once let go, since nothing
-        // else on loopback asks for that one.
-        let port = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-            .local_addr()?
-            .port();
+        // A free port below the kernel's ephemeral range, so no client connection of this
+        // or another run takes it before the server binds it.
+        let port = targets::ports::free_ports(Ipv4Addr::LOCALHOST.into(), 1)?[0];
         Ok(OneRedis {
             config,
             port,
