@@ -3,7 +3,7 @@
 # 10, 100) and against an in-process echo server over loopback TCP (concurrency 1, 10), each
 # with and without recording (7 interleaved pairs of 1.5 s runs per cell, medians). Prints the
 # CPU recording adds per op (and the writer thread's share), the throughput lost against the
-# bare loop, and the throughput lost against a real loopback round trip; then writes a 10M-op
+# bare loop (and to stamping alone, the floor under any recorder), and the throughput lost against a real loopback round trip; then writes a 10M-op
 # history with bounded memory. About three minutes. Pass --quick for a 30-second version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
