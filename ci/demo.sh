@@ -16,7 +16,8 @@ if ! command -v protoc >/dev/null 2>&1; then
     { echo "ci/demo.sh: could not install protobuf-compiler" >&2; exit 254; }
 fi
 cargo build --release --workspace --bins || exit 255
-sb=target/release/splitbrain
+# The binary is where cargo put it: under CARGO_TARGET_DIR when that is set.
+sb="${CARGO_TARGET_DIR:-target}/release/splitbrain"
 seed=${SEED:-42}
 
 echo "== 1/2: sync replication, reads at the leader, leader kills: expected valid"
