@@ -102,8 +102,9 @@ struct RunArgs {
     /// its replicas; Maelstrom nodes).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
     nodes: u16,
-    /// Replication mode: sync (ack after all followers applied), semi-sync (ack after one
-    /// synchronous follower), async (ack after the leader) or chain (ack by the tail).
+    /// Replication design: single-leader sync (ack after all followers applied), semi-sync
+    /// (ack after one synchronous follower), async (ack after the leader) or chain (ack by the
+    /// tail); or multi-leader, or leaderless (quorums; see --n, --w, --r).
     #[arg(long, default_value = "sync")]
     replication: Replication,
     /// Leader failover: naive (most up-to-date reachable follower, no majority) or fenced
@@ -111,7 +112,8 @@ struct RunArgs {
     #[arg(long, default_value = "naive")]
     failover: crate::run::Failover,
     /// Workload the clients run: register (default), session, conflicts or set (refnode);
-    /// register, list-append or rw-register (etcd, postgres); register (redis).
+    /// register, session, list-append or rw-register (etcd, postgres); register, session or
+    /// set (redis); Maelstrom's come from --maelstrom-workload.
     #[arg(long)]
     workload: Option<Workload>,
     /// Faults: none, or a comma list of kill, pause, partition, clock, member (or wipe), loss,
@@ -146,7 +148,9 @@ struct RunArgs {
     /// Directory where runs are stored.
     #[arg(long, default_value = "store")]
     store: PathBuf,
-    /// Where clients send reads: leader, or any (the node each client is bound to).
+    /// Where clients send reads: leader; any (each read to the next node in turn); sticky
+    /// (always the client's own replica); ryw (the client's replica if it has applied the
+    /// client's last write, else another that has, the leader last).
     #[arg(long, default_value = "leader")]
     read_routing: ReadRouting,
     /// Milliseconds a client waits for an answer before recording the call as indeterminate.

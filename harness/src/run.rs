@@ -554,6 +554,11 @@ pub struct ConfigSummary {
 /// cluster could not start, the store is not writable, a fault the target lacks); a bad
 /// verdict is not an error.
 pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::Result<Results> {
+    // Refused before anything is created: no run directory for a run that cannot be.
+    let net = config
+        .target
+        .net_mode(config.net, config.nemesis.net_needs())
+        .map_err(anyhow::Error::msg)?;
     let dir = store::create_run_dir(&config.store, &config.test_name())?;
     eprintln!(
         "splitbrain: test {} · seed {} · store {}",
@@ -563,10 +568,6 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
     );
     let ledger = Arc::new(Ledger::create(&dir)?);
     let node_names = config.target.node_names(config.nodes);
-    let net = config
-        .target
-        .net_mode(config.net, config.nemesis.net_needs())
-        .map_err(anyhow::Error::msg)?;
     // Declared before the cluster, so that on unwinding the cluster's processes die first
     // and the fabric (namespaces, proxies) goes after them.
     // A Maelstrom cluster's faults are its host's router's (swapped in below), so the
@@ -615,10 +616,19 @@ pub async fn run(config: RunConfig, mut stop: watch::Receiver<bool>) -> anyhow::
         None => fabric,
     };
     eprintln!("splitbrain: network: {} ({})", fabric.kind(), fabric.why());
-    config
+    if let Err(refused) = config
         .nemesis
         .check_capabilities(db.as_ref(), &config.partition_shapes)
-        .map_err(anyhow::Error::msg)?;
+    {
+        // Nothing has started; what the fabric made goes with it, and the run directory,
+        // which would hold only an empty ledger, goes too.
+        drop((db, cluster, maelstrom));
+        fabric.teardown();
+        let _ = ledger.record(&Resource::Released);
+        drop(ledger);
+        store::discard_run_dir(&config.store, &config.test_name(), &dir);
+        return Err(anyhow::Error::msg(refused));
+    }
     let started = tokio::select! {
         r = db.start(config.target.start_timeout()) => r,
         _ = stop.wait_for(|s| *s) => Err(anyhow::anyhow!("interrupted while the cluster was starting")),

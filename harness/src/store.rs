@@ -32,6 +32,52 @@ pub fn create_run_dir(store: &Path, test_name: &str) -> anyhow::Result<PathBuf> 
     Ok(run_dir)
 }
 
+/// Removes a run directory that holds nothing worth keeping (a run refused before it
+/// started), and points the `latest` links that named it at the newest run left (or removes
+/// them). Best effort: a leftover empty directory is harmless.
+pub fn discard_run_dir(store: &Path, test_name: &str, run_dir: &Path) {
+    let _ = std::fs::remove_dir_all(run_dir);
+    let test_dir = store.join(test_name);
+    let newest_in = |dir: &Path| -> Option<String> {
+        std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.as_bytes().first().is_some_and(u8::is_ascii_digit))
+            .max()
+    };
+    let runs_left = newest_in(&test_dir);
+    match &runs_left {
+        Some(name) => {
+            let _ = link_latest(&test_dir, name);
+        }
+        None => {
+            let _ = std::fs::remove_file(test_dir.join("latest"));
+            let _ = std::fs::remove_dir(&test_dir);
+        }
+    }
+    // The store's `latest` named this run; the newest run of any test takes its place.
+    let newest = std::fs::read_dir(store)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| {
+            let test = e.file_name().to_string_lossy().into_owned();
+            newest_in(&e.path()).map(|run| (run, test))
+        })
+        .max();
+    match newest {
+        Some((run, test)) => {
+            let _ = link_latest(store, &format!("{test}/{run}"));
+        }
+        None => {
+            let _ = std::fs::remove_file(store.join("latest"));
+        }
+    }
+}
+
 /// Replaces `dir/latest` with a relative symlink to `target`, atomically.
 fn link_latest(dir: &Path, target: &str) -> anyhow::Result<()> {
     let tmp = dir.join(".latest.tmp");
@@ -85,6 +131,36 @@ mod tests {
         // 2026-11-24 00:00:00 UTC = 1795478400.
         let day = UNIX_EPOCH + Duration::from_secs(1_795_478_400);
         assert_eq!(utc_timestamp(day), "20261124T000000");
+    }
+
+    #[test]
+    fn a_discarded_run_goes_and_latest_falls_back_to_the_newest_left() {
+        let store = tempfile::tempdir().unwrap();
+        let s = store.path();
+        for d in ["a/20260101T000000", "a/20260101T000005"] {
+            std::fs::create_dir_all(s.join(d)).unwrap();
+        }
+        let b = create_run_dir(s, "b").unwrap();
+        create_run_dir(s, "c")
+            .map(|c| discard_run_dir(s, "c", &c))
+            .unwrap();
+        // c's discard left b as the newest run.
+        assert_eq!(
+            std::fs::canonicalize(s.join("latest")).unwrap(),
+            std::fs::canonicalize(&b).unwrap()
+        );
+        assert!(!s.join("c").exists());
+        discard_run_dir(s, "b", &b);
+        assert!(!s.join("b").exists());
+        assert_eq!(
+            std::fs::canonicalize(s.join("latest")).unwrap(),
+            std::fs::canonicalize(s.join("a/20260101T000005")).unwrap()
+        );
+        assert_eq!(
+            std::fs::read_link(s.join("a/latest")).ok(),
+            None,
+            "a's own latest was never set and stays unset"
+        );
     }
 
     #[test]

@@ -1049,5 +1049,12 @@ fn flags_of_another_target_and_impossible_faults_are_one_line_errors() {
             "{stderr}"
         );
         assert_eq!(processes_mentioning(store.path()), vec![]);
+        // A refused run leaves no run directory (nor a `latest` naming one).
+        let left: Vec<_> = std::fs::read_dir(store.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "{args:?} left {left:?} in the store");
     }
 }
