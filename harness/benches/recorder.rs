@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use harness::generator::{RegisterConfig, RegisterWorkload};
+use harness::generator::{RegisterConfig, RegisterWorkload, Source as _};
 use harness::recorder::{Event, Recorder};
 use histories::{OpType, Process};
 use targets::{Client, Completion, Invocation};

@@ -303,6 +303,15 @@ fn clean_orphan_claims(out: &mut Cleaned) {
 mod tests {
     use super::*;
 
+    /// A ledger whose controller (an impossible pid) is gone.
+    fn ledger_of_a_dead_controller(run_dir: &Path) {
+        std::fs::write(
+            run_dir.join(LEDGER_FILE),
+            "{\"kind\":\"controller\",\"pid\":4294967000,\"start_ticks\":1}\n",
+        )
+        .unwrap();
+    }
+
     #[test]
     fn a_run_of_a_live_controller_is_left_alone_and_a_dead_ones_processes_are_killed() {
         let store = tempfile::tempdir().unwrap();
@@ -312,11 +321,7 @@ mod tests {
         let _ledger = crate::ledger::Ledger::create(&live).unwrap();
         let dead = store.path().join("t/20260101T000001");
         std::fs::create_dir_all(&dead).unwrap();
-        std::fs::write(
-            dead.join(LEDGER_FILE),
-            "{\"kind\":\"controller\",\"pid\":4294967000,\"start_ticks\":1}\n",
-        )
-        .unwrap();
+        ledger_of_a_dead_controller(&dead);
         // A process the dead run left: its command line names the run directory (`read`
         // is a shell builtin, so no other process is involved).
         let mut child = std::process::Command::new("sh")
@@ -352,11 +357,7 @@ mod tests {
         let dead = store.path().join("t/20260101T000002");
         let data = dead.join("n1");
         std::fs::create_dir_all(&data).unwrap();
-        std::fs::write(
-            dead.join(LEDGER_FILE),
-            "{\"kind\":\"controller\",\"pid\":4294967000,\"start_ticks\":1}\n",
-        )
-        .unwrap();
+        ledger_of_a_dead_controller(&dead);
         // Nothing in its command line names the run, as with a redis-server that rewrote it.
         let mut child = std::process::Command::new("sh")
             .arg("-c")

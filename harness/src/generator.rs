@@ -53,8 +53,10 @@ impl RegisterWorkload {
             next_key: active_keys as i64,
         }
     }
+}
 
-    pub fn next_invocation(&mut self) -> Invocation {
+impl Source for RegisterWorkload {
+    fn next_invocation(&mut self) -> Invocation {
         let slot = self.rng.random_range(0..self.active.len());
         let key = self.active[slot].0;
         self.active[slot].1 -= 1;
@@ -88,16 +90,6 @@ pub trait Source: Send {
     fn next_invocation(&mut self) -> Invocation;
     /// The outcome of the call this source gave last.
     fn completed(&mut self, _call: &Invocation, _kind: OpType) {}
-}
-
-/// The register workload shared by every worker.
-#[derive(Debug)]
-pub struct SharedRegister(pub Arc<Mutex<RegisterWorkload>>);
-
-impl Source for SharedRegister {
-    fn next_invocation(&mut self) -> Invocation {
-        self.0.lock().expect("generator lock").next_invocation()
-    }
 }
 
 /// Shape of the session workload.
@@ -319,8 +311,10 @@ impl ConflictsWorkload {
             next_value: 1,
         }
     }
+}
 
-    pub fn next_invocation(&mut self) -> Invocation {
+impl Source for ConflictsWorkload {
+    fn next_invocation(&mut self) -> Invocation {
         let key = self
             .keys
             .pick(&mut self.rng, &mut self.active, &mut self.next_key);
@@ -366,8 +360,10 @@ impl SetWorkload {
             added: std::collections::HashMap::new(),
         }
     }
+}
 
-    pub fn next_invocation(&mut self) -> Invocation {
+impl Source for SetWorkload {
+    fn next_invocation(&mut self) -> Invocation {
         let key = self
             .keys
             .pick(&mut self.rng, &mut self.active, &mut self.next_key);
@@ -396,18 +392,22 @@ impl SetWorkload {
     }
 }
 
-/// Shares one [`ConflictsWorkload`] or [`SetWorkload`] between workers, as the register
-/// workload is shared.
+/// One workload shared by every worker: each draws the next call in turn, so the calls
+/// follow the workload's one seeded sequence whatever the interleaving of the workers.
 #[derive(Debug)]
 pub struct Shared<W>(pub Arc<Mutex<W>>);
 
-impl Source for Shared<ConflictsWorkload> {
-    fn next_invocation(&mut self) -> Invocation {
-        self.0.lock().expect("generator lock").next_invocation()
+impl<W: Source + 'static> Shared<W> {
+    /// One source per worker, all drawing from `workload`.
+    pub fn for_workers(workload: W, workers: usize) -> Vec<Box<dyn Source>> {
+        let shared = Arc::new(Mutex::new(workload));
+        (0..workers)
+            .map(|_| Box::new(Shared(Arc::clone(&shared))) as Box<dyn Source>)
+            .collect()
     }
 }
 
-impl Source for Shared<SetWorkload> {
+impl<W: Source> Source for Shared<W> {
     fn next_invocation(&mut self) -> Invocation {
         self.0.lock().expect("generator lock").next_invocation()
     }
@@ -473,8 +473,10 @@ impl TxnWorkload {
             config,
         }
     }
+}
 
-    pub fn next_invocation(&mut self) -> Invocation {
+impl Source for TxnWorkload {
+    fn next_invocation(&mut self) -> Invocation {
         let count = self.rng.random_range(1..=self.config.max_mops.max(1));
         let mut mops = Vec::with_capacity(count);
         for _ in 0..count {
@@ -513,12 +515,6 @@ impl TxnWorkload {
     }
 }
 
-impl Source for Shared<TxnWorkload> {
-    fn next_invocation(&mut self) -> Invocation {
-        self.0.lock().expect("generator lock").next_invocation()
-    }
-}
-
 /// The Maelstrom workloads that are not registers or transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaelstromOps {
@@ -552,8 +548,10 @@ impl MaelstromWorkload {
             next_value: 1,
         }
     }
+}
 
-    pub fn next_invocation(&mut self) -> Invocation {
+impl Source for MaelstromWorkload {
+    fn next_invocation(&mut self) -> Invocation {
         let value = self.next_value;
         let other = |f: &str, value| Invocation {
             f: F::Other(f.into()),
@@ -607,12 +605,6 @@ impl MaelstromWorkload {
                 }
             }
         }
-    }
-}
-
-impl Source for Shared<MaelstromWorkload> {
-    fn next_invocation(&mut self) -> Invocation {
-        self.0.lock().expect("generator lock").next_invocation()
     }
 }
 

@@ -23,7 +23,7 @@ use crate::fabric::grudge::Shape;
 use crate::fabric::{Fabric, NetMode, NetNeeds};
 use crate::generator::{
     ConflictsWorkload, RegisterConfig, RegisterWorkload, RollingKeys, SessionConfig,
-    SessionWorkload, SetWorkload, Shared, SharedRegister, Source, TxnConfig, TxnKind, TxnWorkload,
+    SessionWorkload, SetWorkload, Shared, Source, TxnConfig, TxnKind, TxnWorkload,
 };
 use crate::ledger::{Ledger, Resource};
 use crate::nemesis::{self, NemesisConfig, NemesisSpec};
@@ -1005,15 +1005,10 @@ async fn worker(
 fn workload_sources(config: &RunConfig) -> Vec<Box<dyn Source>> {
     let workers = config.concurrency;
     match config.workload {
-        Workload::Register => {
-            let shared = Arc::new(Mutex::new(RegisterWorkload::new(
-                config.seed,
-                RegisterConfig::default(),
-            )));
-            (0..workers)
-                .map(|_| Box::new(SharedRegister(Arc::clone(&shared))) as Box<dyn Source>)
-                .collect()
-        }
+        Workload::Register => Shared::for_workers(
+            RegisterWorkload::new(config.seed, RegisterConfig::default()),
+            workers,
+        ),
         Workload::Session => {
             // `exec` statements are refnode's (what a statement-based log replays); a real
             // system gets only the registers' reads and writes.
@@ -1038,45 +1033,37 @@ fn workload_sources(config: &RunConfig) -> Vec<Box<dyn Source>> {
                 })
                 .collect()
         }
-        Workload::Conflicts => {
-            let shared = Arc::new(Mutex::new(ConflictsWorkload::new(
+        Workload::Conflicts => Shared::for_workers(
+            ConflictsWorkload::new(
                 config.seed,
                 RollingKeys {
                     active_keys: 3,
                     ops_per_key: 150,
                 },
-            )));
-            (0..workers)
-                .map(|_| Box::new(Shared(Arc::clone(&shared))) as Box<dyn Source>)
-                .collect()
-        }
+            ),
+            workers,
+        ),
         Workload::ListAppend | Workload::RwRegister => {
             let kind = if config.workload == Workload::ListAppend {
                 TxnKind::ListAppend
             } else {
                 TxnKind::RwRegister
             };
-            let shared = Arc::new(Mutex::new(TxnWorkload::new(
-                config.seed,
-                kind,
-                TxnConfig::default(),
-            )));
-            (0..workers)
-                .map(|_| Box::new(Shared(Arc::clone(&shared))) as Box<dyn Source>)
-                .collect()
+            Shared::for_workers(
+                TxnWorkload::new(config.seed, kind, TxnConfig::default()),
+                workers,
+            )
         }
-        Workload::Set => {
-            let shared = Arc::new(Mutex::new(SetWorkload::new(
+        Workload::Set => Shared::for_workers(
+            SetWorkload::new(
                 config.seed,
                 RollingKeys {
                     active_keys: 3,
                     ops_per_key: 150,
                 },
-            )));
-            (0..workers)
-                .map(|_| Box::new(Shared(Arc::clone(&shared))) as Box<dyn Source>)
-                .collect()
-        }
+            ),
+            workers,
+        ),
     }
 }
 

@@ -658,10 +658,7 @@ pub fn sources(
         _ => None,
     };
     if let Some(ops) = maelstrom_ops {
-        let calls = Arc::new(std::sync::Mutex::new(MaelstromCalls::new(config.seed, ops)));
-        return (0..config.concurrency)
-            .map(|_| Box::new(Shared(Arc::clone(&calls))) as Box<dyn Source>)
-            .collect();
+        return Shared::for_workers(MaelstromCalls::new(config.seed, ops), config.concurrency);
     }
     let sources = shared(config);
     if !config.target.external() {

@@ -222,14 +222,8 @@ pub fn classify(labels: &[Labels]) -> &'static str {
         _ if !adjacent => 3,
         _ => 4,
     };
-    let family = if labels.contains(&REALTIME) {
-        10
-    } else if labels.contains(&PROCESS) {
-        5
-    } else {
-        0
-    };
-    SPECS[family + base].name
+    // SPECS holds five classes per family, in family order.
+    SPECS[5 * family_of(labels) + base].name
 }
 
 /// Which edge kinds the graph holds beyond data edges, and how hard to look.
@@ -433,8 +427,7 @@ fn search_component(
     }
 }
 
-/// The family (data, process, realtime) of a cycle by the edges it uses, as [`classify`]
-/// reads it.
+/// The family (0 data, 1 process, 2 realtime) of a cycle by the strongest edge kind it uses.
 fn family_of(labels: &[Labels]) -> usize {
     if labels.contains(&REALTIME) {
         2
@@ -495,19 +488,20 @@ fn best_in(
                 cancel,
             ) {
                 Search::Found(walk) => {
-                    let mut split = walk.simple_pieces();
-                    let c = if split.len() == 1 {
+                    let c = if walk.is_simple() {
                         walk
-                    } else if let Some(i) =
-                        split.iter().position(|p| classify(&p.labels) == spec.name)
-                    {
-                        split.swap_remove(i)
                     } else {
-                        // Not a cycle of this class, but its pieces are real cycles: by the
-                        // rw edges they share out, at least one is of a class every model
-                        // that forbids this one also forbids.
-                        pieces.extend(split);
-                        continue;
+                        let mut split = walk.simple_pieces();
+                        match split.iter().position(|p| classify(&p.labels) == spec.name) {
+                            Some(i) => split.swap_remove(i),
+                            None => {
+                                // Not a cycle of this class, but its pieces are real cycles:
+                                // by the rw edges they share out, at least one is of a class
+                                // every model that forbids this one also forbids.
+                                pieces.extend(split);
+                                continue;
+                            }
+                        }
                     };
                     if best.as_ref().is_none_or(|b| c.nodes.len() < b.nodes.len()) {
                         best = Some(c);

@@ -142,6 +142,12 @@ pub struct Cycle {
 }
 
 impl Cycle {
+    /// Whether no node repeats. Cycles are short, so pairwise comparison beats hashing.
+    pub fn is_simple(&self) -> bool {
+        let n = &self.nodes;
+        (0..n.len()).all(|i| !n[i + 1..].contains(&n[i]))
+    }
+
     /// Splits a closed walk into simple cycles (each node at most once), which together use
     /// its edges once each. A search over (node, automaton state) pairs can return a walk that
     /// passes a transaction twice; such a walk is not a cycle in Adya's sense, and its class,

@@ -890,17 +890,9 @@ fn failed(call: &Invocation, node: &str, judged: Judged) -> Completion {
 }
 
 /// Whether an idle connection is still usable: nothing to read yet (no FIN, no stray bytes).
-fn still_open(stream: &impl std::os::fd::AsRawFd) -> bool {
-    use nix::sys::socket::{MsgFlags, recv};
-    let mut byte = [0u8; 1];
-    matches!(
-        recv(
-            stream.as_raw_fd(),
-            &mut byte,
-            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
-        ),
-        Err(nix::errno::Errno::EAGAIN)
-    )
+/// The socket is non-blocking (tokio made it), so an empty one answers `WouldBlock`.
+fn still_open(socket: &std::net::TcpStream) -> bool {
+    matches!(socket.peek(&mut [0]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 #[cfg(test)]
